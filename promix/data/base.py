@@ -65,6 +65,7 @@ class Dataset:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     noise: dict = field(default_factory=dict)  # how the labels were corrupted, for the run dir
+    skipped: tuple[str, ...] = ()  # unreadable files left out (skip_bad_images), for the run dir
 
     def __post_init__(self) -> None:
         if len(self.train) == 0:
