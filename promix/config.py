@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 
 class ConfigError(ValueError):
@@ -145,6 +146,9 @@ CHOICES = {
 }
 
 
+# "auto" reads better for fields whose None means "derive it" (warmup_epochs, prior_momentum).
+NULL_WORDS = ("none", "null", "auto")
+
 # ----------------------------------------------------------------------------- access
 
 
@@ -181,8 +185,9 @@ def resolve_key(cfg: Config, key: str) -> str:
 def parse_value(path: str, annotation: object, raw: object) -> object:
     """Convert `raw` (a CLI string or a TOML value) to the field's type, or explain why not."""
     allowed = _types(annotation)
-    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
-        if type(None) in allowed:
+    nullable = type(None) in allowed
+    if raw is None or (nullable and isinstance(raw, str) and raw.lower() in NULL_WORDS):
+        if nullable:
             return None
         raise ConfigError(f"{path} cannot be None")
     for t in allowed:

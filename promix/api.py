@@ -1,0 +1,84 @@
+"""The Python API: `train(config)` runs a whole job and writes its run directory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .config import Config
+from .data.base import Dataset
+from .data.load import build_dataset
+from .models import TwoHeadNet, create_model
+from .trainer import Result, Trainer
+
+
+def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = None) -> Result:
+    """Train `cfg.run.method` on `data` (built from `cfg.data` when None); write the run dir.
+
+    With `cfg.run.baseline` set, the baseline method is trained on the same noisy labels with
+    the same model, epochs and seed, in `run_dir/baseline-<method>`; its Result is attached
+    as `result.baseline`.
+    """
+    data = data if data is not None else build_dataset(cfg.data)
+    run_dir = run_dir if run_dir is not None else runs.create_run_dir(cfg)
+    trainer = Trainer(cfg, data, run_dir)
+    runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
+    runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
+                      data.train.paths)
+    result = trainer.fit(on_epoch=lambda t, record: runs.append_metrics(run_dir, record))
+    save_model(run_dir / "model.safetensors", trainer)
+    save_train_outputs(run_dir / "train_outputs.safetensors", trainer)
+    runs.write_json(run_dir / "summary.json", asdict(result))
+    if cfg.run.baseline:
+        base_cfg = replace(cfg, run=replace(cfg.run, method=cfg.run.baseline, baseline=None))
+        result.baseline = train(base_cfg, data, run_dir=_subdir(run_dir, cfg.run.baseline))
+        runs.write_json(run_dir / "summary.json", asdict(result))
+    return result
+
+
+def _subdir(run_dir: Path, method: str) -> Path:
+    path = run_dir / f"baseline-{method}"
+    path.mkdir()
+    return path
+
+
+def save_model(path: Path, trainer: Trainer) -> None:
+    tensors = {}
+    for k, net in enumerate(trainer.nets, start=1):
+        tensors |= {f"peer{k}.{name}": t for name, t in net.state_dict().items()}
+    tensors |= {f"priors.{name}": t for name, t in trainer.priors.state_dict().items()}
+    runs.save_tensors(path, tensors)
+
+
+def save_train_outputs(path: Path, trainer: Trainer) -> None:
+    """Final eval-mode logits of each peer on the training set, and the selection masks."""
+    tensors = {"noisy_labels": trainer.labels}
+    if trainer.data.true_labels is not None:
+        tensors["true_labels"] = trainer.data.true_labels
+    for k, out in enumerate(trainer.infer_train(), start=1):
+        tensors[f"logits{k}"] = out.logits
+        tensors[f"pseudo_logits{k}"] = out.pseudo_logits
+    for k, (clean, chosen) in enumerate(zip(trainer.clean, trainer.chosen, strict=True), 1):
+        tensors[f"css{k}"] = clean.to(torch.uint8)
+        tensors[f"chosen{k}"] = chosen.to(torch.uint8)
+    runs.save_tensors(path, tensors)
+
+
+def load_nets(run_dir: Path, cfg: Config, *, num_classes: int, in_channels: int,
+              device="cpu") -> list[TwoHeadNet]:
+    """The trained peers of a run directory (weights from safetensors: no code executed)."""
+    tensors = runs.load_tensors(Path(run_dir) / "model.safetensors")
+    peers = sorted({name.split(".", 1)[0] for name in tensors if name.startswith("peer")})
+    kwargs = {"width": cfg.model.width} if cfg.model.name == "small_cnn" else {}
+    nets = []
+    for peer in peers:
+        net = create_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
+                           **kwargs)
+        prefix = peer + "."
+        net.load_state_dict({n[len(prefix):]: t for n, t in tensors.items()
+                             if n.startswith(prefix)})
+        nets.append(net.to(device).eval())
+    return nets

@@ -1,0 +1,106 @@
+"""The run directory: resolved config, version, seed, metrics, model and labels.
+
+Layout:
+    config.json          the resolved config (rebuild it with config.from_dict)
+    meta.json            promix/torch versions, seed, device, precision, machine, start time
+    noise.json           how the training labels were corrupted (rate, transition matrix)
+    noisy_labels.csv     index, label, class: the labels training used
+    data.json            class names, image shape, normalization, sizes
+    metrics.jsonl        one JSON object per epoch (losses by term, selection, accuracies)
+    model.safetensors    both peers' weights and the class priors (no pickle)
+    train_outputs.safetensors  final per-sample logits of each peer and the selection masks
+    summary.json         final accuracies and selection quality
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import Config, from_dict, to_dict
+
+
+def create_run_dir(cfg: Config) -> Path:
+    name = cfg.run.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-{cfg.run.method}"
+    path = Path(cfg.run.out_dir) / name
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(cfg.run.out_dir) / f"{name}-{suffix}"
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_start(run_dir: Path, cfg: Config, data, *, device, precision) -> None:
+    write_json(run_dir / "config.json", to_dict(cfg))
+    mean, std = data.normalization()
+    write_json(run_dir / "data.json", {
+        "name": data.name,
+        "classes": list(data.classes),
+        "image_shape": list(data.train.images.shape[1:]),
+        "mean": list(mean),
+        "std": list(std),
+        "train_size": len(data.train),
+        "test_size": len(data.test) if data.test is not None else 0,
+    })
+    write_json(run_dir / "meta.json", {
+        "promix_version": __version__,
+        "torch_version": torch.__version__,
+        "seed": cfg.run.seed,
+        "device": str(device),
+        "precision": str(precision).replace("torch.", ""),
+        "machine": f"{platform.machine()} {platform.processor()} {os.cpu_count()} cpus",
+        "python": platform.python_version(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    write_json(run_dir / "noise.json", data.noise)
+
+
+def write_labels(path: Path, labels: torch.Tensor, classes, paths=None) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "label", "class"] + (["path"] if paths else []))
+        for i, y in enumerate(labels.tolist()):
+            writer.writerow([i, y, classes[y]] + ([paths[i]] if paths else []))
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def load_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a promix run directory (no config.json)")
+    return from_dict(json.loads(path.read_text()))

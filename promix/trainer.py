@@ -1,0 +1,248 @@
+"""The epoch loop: selection pass, training steps, evaluation, logging (SPEC §3-§9).
+
+Training images live on the device as one uint8 tensor; every epoch draws a permutation,
+builds the weak and strong views in batches on the device and calls the step. Nothing is
+re-read from disk, and no dataset is rebuilt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config
+from .data.augment import normalize, strong_view, weak_view
+from .data.base import Dataset
+from .data.load import flip_default
+from .debias import PriorState
+from .hardware import autocast, resolve_device, resolve_precision, seed_everything
+from .inference import PeerOutputs, accuracy, predict, selection_quality
+from .models import TwoHeadNet, create_model
+from .schedules import EpochSchedule, Schedule, prior_momentum
+from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean
+from .step import Batch, StepRandom, train_step, warmup_step
+
+
+@dataclass
+class Result:
+    """What a finished run returns (also in summary.json)."""
+
+    method: str
+    test_accuracy: float | None  # last epoch: ensemble of primary heads (Acc Mean)
+    best_test_accuracy: float | None
+    selection: dict = field(default_factory=dict)  # final clean selection vs true labels
+    epochs: int = 0
+    seconds: float = 0.0
+    run_dir: str | None = None
+    baseline: Result | None = None  # the same data trained with cfg.run.baseline
+
+
+class Trainer:
+    def __init__(self, cfg: Config, data: Dataset, run_dir: Path | None = None):
+        self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        run = cfg.run
+        seed_everything(run.seed, deterministic=run.deterministic)
+        self.device = resolve_device(run.device)
+        self.dtype = resolve_precision(run.precision, self.device)
+        self.autocast = autocast(self.device, self.dtype)
+        self.images = data.train.images.to(self.device)  # (N, C, H, W) uint8
+        self.labels = data.train.labels.to(self.device)  # noisy ỹ
+        mean, std = data.normalization()
+        self.mean = torch.tensor(mean, device=self.device)
+        self.std = torch.tensor(std, device=self.device)
+        self.flip = flip_default(cfg.data)
+        self.num_classes = data.num_classes
+        n_nets = 1 if run.method == "ce" else 2
+        self.nets = [self._model() for _ in range(n_nets)]
+        self.optimizer = torch.optim.SGD(
+            [{"params": net.parameters()} for net in self.nets],  # one group per peer
+            lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
+        )
+        self.schedule = Schedule(
+            cfg.schedule, cfg.promix, cfg.optim.lr, cfg.optim.lr * cfg.optim.lr_min_factor
+        )
+        steps = max(len(self.labels) // self.batch_size, 1)
+        self.priors = PriorState.uniform(
+            self.num_classes, prior_momentum(cfg.schedule, steps), device=self.device
+        )
+        self.random = StepRandom(
+            np.random.default_rng(run.seed),
+            torch.Generator(self.device).manual_seed(run.seed),
+        )
+        self.order = torch.Generator().manual_seed(run.seed + 1)  # data order, on the CPU
+        self.history: list[dict] = []
+        self.clean = [torch.ones_like(self.labels, dtype=torch.bool) for _ in self.nets]
+        self.chosen = [c.clone() for c in self.clean]
+
+    @property
+    def batch_size(self) -> int:
+        return min(self.cfg.optim.batch_size, len(self.data.train))
+
+    def _model(self) -> TwoHeadNet:
+        m = self.cfg.model
+        kwargs = {"width": m.width} if m.name == "small_cnn" else {}
+        net = create_model(
+            m.name, num_classes=self.num_classes, in_channels=self.images.shape[1], **kwargs
+        ).to(self.device)
+        if self.cfg.run.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if self.cfg.run.compile:
+            net.backbone = torch.compile(net.backbone)
+        return net
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, start_epoch: int = 0, on_epoch=None) -> Result:
+        t0 = time.perf_counter()
+        for epoch in range(start_epoch, self.cfg.schedule.epochs):
+            sched = self.schedule.at(epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = sched.lr
+            record = {"epoch": epoch, "lr": sched.lr, "phase": self.phase(sched)}
+            tick = time.perf_counter()
+            if record["phase"] == "promix":
+                record |= self.select(sched)
+            record |= self.train_epoch(sched)
+            record["train_seconds"] = time.perf_counter() - tick
+            record |= self.evaluate()
+            self.history.append(record)
+            if on_epoch is not None:
+                on_epoch(self, record)
+        return self.result(time.perf_counter() - t0)
+
+    def phase(self, sched: EpochSchedule) -> str:
+        if self.cfg.run.method == "ce" or sched.warmup:
+            return "warmup"
+        return "promix"
+
+    def batches(self, drop_last: bool):
+        """Index batches of a fresh permutation; the warm-up keeps the last partial batch."""
+        n, b = len(self.labels), self.batch_size
+        perm = torch.randperm(n, generator=self.order).to(self.device)
+        stop = n - n % b if drop_last else n
+        for start in range(0, stop, b):
+            yield perm[start : start + b]
+
+    def views(self, index: torch.Tensor, strong: bool) -> Batch:
+        x = self.images[index]
+        g, cl = self.random.generator, self.cfg.run.channels_last
+        weak = normalize(weak_view(x, generator=g, flip=self.flip), self.mean, self.std,
+                         channels_last=cl)
+        strong_x = None
+        if strong:
+            strong_x = normalize(strong_view(x, generator=g, flip=self.flip), self.mean, self.std,
+                                 channels_last=cl)
+        return Batch(weak, strong_x, self.labels[index], index)
+
+    def train_epoch(self, sched: EpochSchedule) -> dict:
+        promix = self.phase(sched) == "promix"
+        penalty = self.cfg.promix.conf_penalty if self.cfg.run.method != "ce" else "none"
+        for net in self.nets:
+            net.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        batches = list(self.batches(drop_last=promix))
+        bar = tqdm(batches, desc=f"epoch {sched.epoch}", leave=False,
+                   disable=not self.cfg.run.progress, unit="batch")
+        for index in bar:
+            batch = self.views(index, strong=promix)
+            if promix:
+                terms, chosen = train_step(
+                    self.nets, self.optimizer, batch, clean=self.clean, priors=self.priors,
+                    sched=sched, cfg=self.cfg.promix, random=self.random,
+                    autocast=self.autocast,
+                )
+                for k, mask in enumerate(chosen):
+                    self.chosen[k][index] = mask
+            else:
+                terms = warmup_step(self.nets, self.optimizer, batch, penalty=penalty,
+                                    autocast=self.autocast)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value
+            steps += 1
+            bar.set_postfix(loss=f"{terms['loss']:.3f}")
+        return {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+
+    # ------------------------------------------------------------------ selection (SPEC §5)
+
+    def infer_train(self) -> list[PeerOutputs]:
+        return [
+            predict(net, self.images, self.mean, self.std, batch_size=self.cfg.run.eval_batch_size,
+                    autocast=self.autocast, channels_last=self.cfg.run.channels_last)
+            for net in self.nets
+        ]
+
+    def select(self, sched: EpochSchedule) -> dict:
+        """CSS per peer on eval-mode test-view losses; logs selection quality when known."""
+        p = self.cfg.promix
+        record = {"rho": sched.rho}
+        outputs = self.infer_train()
+        for k, out in enumerate(outputs):
+            loss = out.losses(self.labels)
+            if p.selection == "gmm":
+                self.clean[k] = gmm_clean(loss)
+            else:
+                rho = sched.rho
+                if p.rho_mode == "auto":
+                    rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
+                    record[f"rho_auto_{k + 1}"] = rho.tolist()
+                quota = class_quotas(self.labels, rho, self.num_classes,
+                                     rule=p.quota).to(self.device)
+                self.clean[k] = class_small_loss(loss, self.labels, quota)
+            confident = out.probs.gather(1, self.labels[:, None]).squeeze(1) > p.tau
+            self.chosen[k] = self.clean[k] | confident if p.mhcs else self.clean[k].clone()
+            record[f"selected/css_{k + 1}"] = int(self.clean[k].sum())
+            record[f"selected/mhcs_{k + 1}"] = int(self.chosen[k].sum())
+            record |= self._quality(f"css_{k + 1}", self.clean[k])
+            record |= self._quality(f"mhcs_{k + 1}", self.chosen[k])
+        return record
+
+    def _quality(self, name: str, mask: torch.Tensor) -> dict:
+        if self.data.true_labels is None:
+            return {}
+        is_clean = self.labels == self.data.true_labels.to(self.device)
+        q = selection_quality(mask, is_clean)
+        return {f"select/{name}/{key}": value for key, value in q.items() if key != "size"}
+
+    # ------------------------------------------------------------------ evaluation (SPEC §9)
+
+    def evaluate(self) -> dict:
+        test = self.data.test
+        if test is None:
+            return {}
+        labels = test.labels.to(self.device)
+        outs = [
+            predict(net, test.images.to(self.device), self.mean, self.std,
+                    batch_size=self.cfg.run.eval_batch_size, autocast=self.autocast,
+                    channels_last=self.cfg.run.channels_last)
+            for net in self.nets
+        ]
+        mean_logits = sum(o.logits for o in outs) / len(outs)
+        record = {"test/acc": accuracy(mean_logits, labels)}  # Acc Mean
+        for k, o in enumerate(outs, start=1):
+            record[f"test/acc_net{k}"] = accuracy(o.logits, labels)
+            if self.cfg.run.method != "ce":
+                record[f"test/acc_pseudo{k}"] = accuracy(o.pseudo_logits, labels)
+        return record
+
+    def result(self, seconds: float) -> Result:
+        accs = [r["test/acc"] for r in self.history if "test/acc" in r]
+        selection = {}
+        if self.data.true_labels is not None and self.cfg.run.method != "ce":
+            is_clean = self.labels == self.data.true_labels.to(self.device)
+            per_peer = [selection_quality(c, is_clean) for c in self.chosen]
+            selection = {key: float(np.mean([q[key] for q in per_peer])) for key in per_peer[0]}
+        return Result(
+            method=self.cfg.run.method,
+            test_accuracy=accs[-1] if accs else None,
+            best_test_accuracy=max(accs) if accs else None,
+            selection=selection,
+            epochs=len(self.history),
+            seconds=seconds,
+            run_dir=str(self.run_dir) if self.run_dir else None,
+        )

@@ -1,0 +1,97 @@
+"""End to end through the real CLI: `python -m promix ...` in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from promix.runs import load_tensors, read_metrics
+
+SMALL = ["--per_class=40", "--epochs=5", "--warmup_epochs=2", "--batch_size=64", "--width=8",
+         "--progress=false", "--tau=0.9"]
+
+
+def promix(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "promix", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = promix("train", f"--out_dir={out}", "--run.name=e2e", *SMALL, cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    assert "ProMix" in proc.stdout and "cross-entropy" in proc.stdout
+    return out / "e2e"
+
+
+@pytest.mark.slow
+def test_run_directory_contents(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["schedule"]["epochs"] == 5 and config["data"]["per_class"] == 40
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["seed"] == 123 and meta["promix_version"]
+    noise = json.loads((run_dir / "noise.json").read_text())
+    assert 0.3 < noise["realized_rate"] < 0.6  # 50% symmetric: about 45% wrong
+
+    metrics = read_metrics(run_dir)
+    assert [m["epoch"] for m in metrics] == list(range(5))
+    assert [m["phase"] for m in metrics] == ["warmup"] * 2 + ["promix"] * 3
+    last = metrics[-1]
+    for key in ("loss/ce_1", "loss/unl_2", "loss/mix_ap_1", "test/acc", "selected/css_1",
+                "select/css_1/precision"):
+        assert key in last, key
+    assert last["selected/css_1"] == 200  # uniform quota: ceil(0.5 * 400 / 10) per class
+
+    labels = (run_dir / "noisy_labels.csv").read_text().splitlines()
+    assert labels[0] == "index,label,class" and len(labels) == 401
+    outputs = load_tensors(run_dir / "train_outputs.safetensors")
+    assert outputs["logits1"].shape == (400, 10)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_accuracy"] > 0.3  # well above chance (0.1) after 5 short epochs
+    assert summary["baseline"]["method"] == "ce"
+    assert (run_dir / "baseline-ce" / "metrics.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_eval_matches_the_last_epoch(run_dir):
+    proc = promix("eval", str(run_dir), cwd=run_dir)
+    assert proc.returncode == 0, proc.stderr
+    acc = float(next(line.split()[1] for line in proc.stdout.splitlines()
+                     if line.startswith("acc ")))
+    assert acc == pytest.approx(read_metrics(run_dir)[-1]["test/acc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_image_files(run_dir, tmp_path):
+    files = []
+    for i, value in enumerate([0, 255]):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.full((40, 30, 3), value, dtype=np.uint8)).save(path)
+        files.append(str(path))
+    proc = promix("predict", str(run_dir), *files, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    assert [r[0] for r in rows] == files
+    assert all(r[1] in "0123456789" and 0 < float(r[2]) <= 1 for r in rows)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    proc = promix("predict", str(run_dir), str(bad), cwd=tmp_path)
+    assert proc.returncode == 2 and "bad.png" in proc.stderr
+
+
+def test_bad_override_is_a_clear_error(tmp_path):
+    proc = promix("train", "--tua=0.5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "did you mean tau" in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written for a bad command
+
+
+def test_presets_and_config_listing(tmp_path):
+    proc = promix("presets", cwd=tmp_path)
+    assert proc.returncode == 0 and "demo" in proc.stdout
+    proc = promix("config", "--preset", "demo", cwd=tmp_path)
+    assert "promix.tau = 0.95" in proc.stdout

@@ -1,0 +1,43 @@
+"""Loss helpers: soft CE, empty-set guard, confidence penalty (SPEC §4, §12.1)."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from promix.losses import confidence_penalty, masked_mean, soft_ce
+
+
+def test_soft_ce_equals_ce_for_one_hot():
+    z = torch.randn(5, 4)
+    y = torch.tensor([0, 1, 2, 3, 1])
+    expected = F.cross_entropy(z, y, reduction="none")
+    assert torch.allclose(soft_ce(z, F.one_hot(y, 4).float()), expected)
+
+
+def test_masked_mean_empty_is_zero_not_nan():
+    values = torch.tensor([1.0, float("nan"), 3.0])
+    assert masked_mean(values, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+    assert masked_mean(values, torch.tensor([True, False, True])).item() == 2.0
+
+
+def test_masked_mean_gradient_flows_only_to_masked():
+    values = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    masked_mean(values, torch.tensor([True, False, False])).backward()
+    assert values.grad.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_confidence_penalty_fixed_is_negative_entropy():
+    z = torch.tensor([[0.0, 0.0]])
+    assert math.isclose(confidence_penalty(z, faithful=False).item(), -math.log(2), rel_tol=1e-6)
+
+
+def test_faithful_penalty_clamps_logits_q4():
+    # All-negative logits are clamped to ~0, so the faithful penalty sits at its minimum -log C
+    # whatever the logits (its gradient vanishes), unlike the intended penalty.
+    z = torch.tensor([[-5.0, -1.0, -3.0]], requires_grad=True)
+    p = confidence_penalty(z, faithful=True)
+    assert math.isclose(p.item(), -math.log(3), rel_tol=1e-5)
+    p.backward()
+    assert torch.allclose(z.grad, torch.zeros_like(z))
+    assert confidence_penalty(z.detach(), faithful=False).item() > -math.log(3) + 0.1

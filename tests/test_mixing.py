@@ -1,0 +1,73 @@
+"""Mixup and FMix: shapes, label mixing, mask statistics (SPEC §6.6, §7.3)."""
+
+import numpy as np
+import pytest
+import torch
+
+from promix.mixing import fmix, fmix_mask, mixup
+
+
+def _inputs(n=6, c=3, h=8, w=8, k=4):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, w, generator=g)
+    t = torch.nn.functional.one_hot(torch.arange(n) % k, k).float()
+    return x, t
+
+
+def test_mixup_shapes_and_convex_targets():
+    x, t = _inputs()
+    out = mixup(x, t, alpha=4.0, rng=np.random.default_rng(0),
+                generator=torch.Generator().manual_seed(0))
+    assert out.images.shape == x.shape and out.targets.shape == t.shape
+    assert torch.allclose(out.targets.sum(1), torch.ones(6))
+    lam = out.targets.max(1).values.min()  # λ >= 0.5 is the weight of the sample itself
+    assert lam >= 0.5 - 1e-6
+
+
+def test_mixup_lambda_is_the_larger_of_the_pair():
+    x, t = _inputs()
+    rng = np.random.default_rng(1)
+    expected = rng.beta(4, 4)
+    expected = max(expected, 1 - expected)
+    out = mixup(x, t, alpha=4.0, rng=np.random.default_rng(1),
+                generator=torch.Generator().manual_seed(0))
+    # Row i mixes sample i with weight λ: its own one-hot entry is >= λ.
+    own = out.targets[torch.arange(6), torch.arange(6) % 4]
+    assert (own >= expected - 1e-6).all()
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.3, 0.5, 0.77, 1.0])
+def test_fmix_mask_has_mu_fraction_of_ones(mu):
+    mask = fmix_mask(mu, (32, 32), decay=3.0, rng=np.random.default_rng(0),
+                     generator=torch.Generator().manual_seed(0))
+    assert mask.shape == (32, 32)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert abs(mask.sum().item() - mu * 1024) <= 1
+
+
+def test_fmix_mask_is_low_frequency():
+    # A low-frequency mask has few 0/1 boundaries compared with a random one.
+    mask = fmix_mask(0.5, (32, 32), decay=3.0, rng=np.random.default_rng(0),
+                     generator=torch.Generator().manual_seed(0))
+    edges = (mask[1:] != mask[:-1]).sum() + (mask[:, 1:] != mask[:, :-1]).sum()
+    assert edges < 300  # a random half mask has about 1000
+
+
+def test_fmix_images_come_from_the_two_sources_and_targets_mix_with_mu():
+    x, t = _inputs(h=32, w=32)
+    rng = np.random.default_rng(3)
+    mu = np.random.default_rng(3).beta(1.0, 1.0)
+    out = fmix(x, t, decay=3.0, rng=rng, generator=torch.Generator().manual_seed(0))
+    own = out.targets[torch.arange(6), torch.arange(6) % 4]
+    assert torch.allclose(out.targets.sum(1), torch.ones(6))
+    assert (own >= min(mu, 1.0) - 1e-6).all()
+    # Every pixel equals either the sample's own pixel or some other sample's.
+    same = (out.images == x).all(1)  # (n, H, W)
+    assert same.float().mean() >= mu - 0.05
+
+
+def test_mixing_is_reproducible():
+    x, t = _inputs(h=32, w=32)
+    a, b = (fmix(x, t, decay=3.0, rng=np.random.default_rng(5),
+                 generator=torch.Generator().manual_seed(5)) for _ in range(2))
+    assert torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets)

@@ -1,0 +1,142 @@
+"""Selection masks on hand-built tensors (SPEC §5, §6.3, §6.5)."""
+
+import math
+
+import pytest
+import torch
+
+from promix.selection import (
+    agreement_candidates,
+    auto_rho,
+    class_quotas,
+    class_small_loss,
+    gmm_clean,
+    lga_cap,
+    matched_high_confidence,
+    rank_within_class,
+)
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 1])
+LOSS = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8, 0.3])
+
+
+@pytest.mark.parametrize(
+    "rho, rule, expected",
+    [
+        (0.5, "uniform", [2, 2]),  # ceil(0.5 * 6 / 2) = 2
+        (0.2, "uniform", [1, 1]),  # ceil(0.6) = 1
+        (1.0, "uniform", [3, 3]),
+        (0.01, "uniform", [1, 1]),  # at least one per class
+        (0.5, "per_class", [2, 2]),  # ceil(0.5 * 3) = 2
+    ],
+)
+def test_quota_table(rho, rule, expected):
+    assert class_quotas(LABELS, rho, 2, rule=rule).tolist() == expected
+
+
+def test_uniform_quota_uses_n_over_c_not_class_size():
+    # Q5: an imbalanced class of 8 gets ceil(ρN/C) = ceil(0.5*10/2) = 3, and a class of 2 is
+    # fully selected (min(n_j, quota)).
+    labels = torch.tensor([0] * 8 + [1] * 2)
+    assert class_quotas(labels, 0.5, 2, rule="uniform").tolist() == [3, 2]
+    assert class_quotas(labels, 0.5, 2, rule="per_class").tolist() == [4, 1]
+
+
+def test_quota_empty_class_gets_zero_and_per_class_rho_vector():
+    labels = torch.tensor([0, 0, 0, 0, 2, 2])
+    assert class_quotas(labels, 0.5, 3, rule="uniform").tolist() == [1, 0, 1]
+    rho = torch.tensor([1.0, 0.5, 0.5])
+    assert class_quotas(labels, rho, 3, rule="per_class").tolist() == [4, 0, 1]
+
+
+def test_rank_within_class():
+    assert rank_within_class(LOSS, LABELS).tolist() == [2, 0, 1, 0, 2, 1]
+
+
+def test_css_selects_smallest_losses_per_class():
+    mask = class_small_loss(LOSS, LABELS, torch.tensor([2, 1]))
+    assert mask.tolist() == [False, True, True, True, False, False]
+
+
+def test_css_is_per_class_not_global():
+    # Class 1's losses are all larger than class 0's, yet class 1 still gets its quota.
+    loss = torch.tensor([0.1, 0.2, 0.3, 5.0, 6.0, 7.0])
+    mask = class_small_loss(loss, LABELS, torch.tensor([1, 1]))
+    assert mask.tolist() == [True, False, False, True, False, False]
+
+
+@pytest.mark.parametrize(
+    "prob_of_label, clean, expected",
+    [
+        (0.995, False, True),  # confident in the given label
+        (0.99, False, False),  # strict inequality at τ
+        (0.5, True, True),  # already in the CSS set
+        (0.5, False, False),
+    ],
+)
+def test_mhcs(prob_of_label, clean, expected):
+    probs = torch.tensor([[1 - prob_of_label, prob_of_label]])
+    out = matched_high_confidence(torch.tensor([clean]), probs, torch.tensor([1]), 0.99)
+    assert out.tolist() == [expected]
+
+
+def test_mhcs_requires_the_confident_class_to_match_the_label():
+    probs = torch.tensor([[0.999, 0.001]])  # confident, but in class 0
+    out = matched_high_confidence(torch.tensor([False]), probs, torch.tensor([1]), 0.99)
+    assert out.tolist() == [False]
+
+
+def _probs(classes, conf):
+    p = torch.full((len(classes), 3), 0.0)
+    for i, (c, q) in enumerate(zip(classes, conf, strict=False)):
+        p[i] = (1 - q) / 2
+        p[i, c] = q
+    return p
+
+
+def test_lga_needs_both_confident_and_agreeing():
+    p1 = _probs([0, 1, 2, 0, 1, 2], [0.99, 0.99, 0.99, 0.5, 0.99, 0.99])
+    p2 = _probs([0, 1, 1, 0, 1, 2], [0.99, 0.99, 0.99, 0.99, 0.8, 0.99])
+    chosen = torch.tensor([False, True, False, False, False, False])
+    added = agreement_candidates(chosen, p1, p2, tau=0.95, cap=10)
+    # 0: both agree confidently; 1: already chosen; 2: disagree; 3, 4: one not confident; 5 ok
+    assert added.tolist() == [True, False, False, False, False, True]
+
+
+def test_lga_cap_keeps_the_most_confident():
+    p1 = _probs([0, 0, 0, 0], [0.96, 0.99, 0.97, 0.999])
+    p2 = _probs([0, 0, 0, 0], [0.96, 0.99, 0.98, 0.999])
+    added = agreement_candidates(torch.zeros(4, dtype=torch.bool), p1, p2, 0.95, cap=2)
+    assert added.tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("cap", [0, -5])
+def test_lga_no_room_adds_nothing(cap):
+    p = _probs([0, 0], [0.999, 0.999])
+    assert not agreement_candidates(torch.zeros(2, dtype=torch.bool), p, p, 0.9, cap).any()
+
+
+def test_lga_cap_formula():
+    assert lga_cap(0, 256, 0.9) == 230  # ⌊θB⌋ with B = 256
+    assert lga_cap(200, 256, 0.9) == 30
+    assert lga_cap(231, 256, 0.9) == -1
+    assert lga_cap(10, 128, 0.9) == math.floor(0.9 * 128) - 10
+
+
+def test_gmm_separates_two_loss_modes():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(300, generator=g) * 0.2
+    noisy = 2 + torch.rand(200, generator=g) * 0.5
+    mask = gmm_clean(torch.cat([clean, noisy]))
+    assert mask[:300].all() and not mask[300:].any()
+
+
+def test_auto_rho_estimates_the_clean_fraction_per_class():
+    g = torch.Generator().manual_seed(0)
+    loss, labels = [], []
+    for c, frac in enumerate([0.8, 0.5]):
+        n_clean = int(400 * frac)
+        loss += [torch.rand(n_clean, generator=g) * 0.3, 3 + torch.rand(400 - n_clean, generator=g)]
+        labels += [torch.full((400,), c)]
+    rho = auto_rho(torch.cat(loss), torch.cat(labels), 2, low=0.05, high=1.0)
+    assert rho.tolist() == pytest.approx([0.8, 0.5], abs=0.02)

@@ -1,0 +1,155 @@
+"""The training step on a tiny model: finite terms, gradient routing, empty-set guards."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from promix.config import ProMixConfig
+from promix.debias import PriorState
+from promix.models import create_model
+from promix.schedules import EpochSchedule
+from promix.step import Batch, StepRandom, train_step, warmup_step
+
+B, C = 8, 3
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    nets = [create_model("small_cnn", num_classes=C, in_channels=3, width=4) for _ in range(2)]
+    opt = torch.optim.SGD([{"params": n.parameters()} for n in nets], lr=0.01, momentum=0.9,
+                          weight_decay=5e-4)
+    g = torch.Generator().manual_seed(seed)
+    batch = Batch(torch.randn(B, 3, 8, 8, generator=g), torch.randn(B, 3, 8, 8, generator=g),
+                  torch.randint(0, C, (B,), generator=g), torch.arange(B))
+    return nets, opt, batch
+
+
+def _sched(**kw):
+    base = dict(epoch=5, lr=0.01, warmup=False, rho=0.5, w=1.0, lambda_u=0.1, lga=False)
+    return EpochSchedule(**(base | kw))
+
+
+def _step(nets, opt, batch, clean, cfg=None, sched=None, priors=None):
+    priors = priors or PriorState.uniform(C, 0.99)
+    return train_step(
+        nets, opt, batch, clean=clean, priors=priors, sched=sched or _sched(),
+        cfg=cfg or ProMixConfig(tau=0.99), random=StepRandom(np.random.default_rng(0),
+                                                             torch.Generator().manual_seed(0)),
+    )
+
+
+def _grad_norm(module):
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("fraction_clean", [0.0, 0.5, 1.0])
+def test_terms_finite_and_priors_stay_distributions(fraction_clean):
+    nets, opt, batch = _setup()
+    clean = [torch.arange(B) < int(B * fraction_clean) for _ in range(2)]
+    priors = PriorState.uniform(C, 0.9)
+    terms, chosen = _step(nets, opt, batch, clean, priors=priors)
+    assert all(np.isfinite(v) for v in terms.values()), terms
+    assert all(torch.isfinite(p).all() for n in nets for p in n.parameters())
+    assert torch.allclose(priors.clean.sum(1), torch.ones(2))
+    assert torch.allclose(priors.unclean.sum(1), torch.ones(2))
+    assert [m.shape for m in chosen] == [(B,), (B,)]
+
+
+def test_primary_head_gets_no_gradient_from_the_unlabeled_loss():
+    nets, opt, batch = _setup()
+    clean = [torch.zeros(B, dtype=torch.bool)] * 2  # nothing chosen: only UNL remains
+    terms, chosen = _step(nets, opt, batch, clean)
+    assert not chosen[0].any()
+    assert terms["unl_1"] > 0 and terms["ce_1"] == 0
+    for net in nets:
+        assert _grad_norm(net.linear) == 0.0
+        assert _grad_norm(net.pseudo_linear) > 0.0
+
+
+def test_pseudo_head_trains_on_the_chosen_set_too():
+    nets, opt, batch = _setup()
+    clean = [torch.ones(B, dtype=torch.bool)] * 2  # everything chosen: U is empty
+    terms, _ = _step(nets, opt, batch, clean)
+    assert terms["unl_1"] == 0.0
+    for net in nets:
+        assert _grad_norm(net.linear) > 0 and _grad_norm(net.pseudo_linear) > 0
+
+
+def test_without_pseudo_head_it_receives_nothing():
+    nets, opt, batch = _setup()
+    cfg = ProMixConfig(pseudo_head=False)
+    _step(nets, opt, batch, [torch.arange(B) < 4] * 2, cfg=cfg)
+    for net in nets:
+        assert _grad_norm(net.pseudo_linear) == 0.0
+
+
+def test_warmup_trains_only_the_primary_head():
+    nets, opt, batch = _setup()
+    terms = warmup_step(nets, opt, batch)
+    assert set(terms) == {"ce_1", "ce_2", "loss"}
+    for net in nets:
+        assert net.pseudo_linear.weight.grad is None
+        assert _grad_norm(net.linear) > 0
+
+
+def test_warmup_penalty_terms():
+    nets, opt, batch = _setup()
+    terms = warmup_step(nets, opt, batch, penalty="fixed")
+    assert terms["loss"] == pytest.approx(sum(v for k, v in terms.items() if k != "loss"))
+    assert terms["penalty_1"] < 0
+
+
+class _Counter:
+    def __init__(self, net):
+        self.n = 0
+        net.backbone.register_forward_hook(lambda *a: setattr(self, "n", self.n + 1))
+
+
+@pytest.mark.parametrize("passes, expected", [("faithful", 6), ("efficient", 4)])
+def test_forward_passes_per_peer(passes, expected):
+    nets, opt, batch = _setup()
+    counters = [_Counter(n) for n in nets]
+    _step(nets, opt, batch, [torch.arange(B) < 4] * 2, cfg=ProMixConfig(passes=passes))
+    assert [c.n for c in counters] == [expected, expected]
+
+
+def test_no_mix_passes_on_an_empty_chosen_set():
+    nets, opt, batch = _setup()
+    counters = [_Counter(n) for n in nets]
+    _step(nets, opt, batch, [torch.zeros(B, dtype=torch.bool)] * 2)
+    assert [c.n for c in counters] == [2, 2]
+
+
+def test_mhcs_adds_confident_matching_samples():
+    nets, opt, batch = _setup()
+    with torch.no_grad():  # make peer 1 predict every given label with certainty
+        for net in nets:
+            net.linear.weight.zero_()
+            net.linear.bias.zero_()
+    # Bias the head towards the label of sample 0 only.
+    with torch.no_grad():
+        nets[0].linear.bias[batch.label[0]] = 50.0
+    clean = [torch.zeros(B, dtype=torch.bool)] * 2
+    _, chosen = _step(nets, opt, batch, clean)
+    expected = batch.label == batch.label[0]
+    assert chosen[0].tolist() == expected.tolist()
+    assert not chosen[1].any()
+    _, chosen = _step(*_setup()[:2], batch, clean, cfg=ProMixConfig(mhcs=False))
+    assert not chosen[0].any()
+
+
+def test_lga_adds_agreed_samples_up_to_the_cap():
+    nets, opt, batch = _setup()
+    with torch.no_grad():
+        for net in nets:
+            net.linear.weight.zero_()
+            net.linear.bias.zero_()
+            net.linear.bias[0] = 50.0  # both peers confidently predict class 0
+    clean = [torch.zeros(B, dtype=torch.bool)] * 2
+    cfg = dataclasses.replace(ProMixConfig(), mhcs=False, lga_threshold=0.5)
+    _, chosen = _step(nets, opt, batch, clean, cfg=cfg, sched=_sched(lga=True))
+    assert [int(m.sum()) for m in chosen] == [4, 4]  # ⌊0.5 * 8⌋ - 0
+    _, chosen = _step(*_setup()[:2], batch, clean, cfg=cfg, sched=_sched(lga=False))
+    assert [int(m.sum()) for m in chosen] == [0, 0]
