@@ -31,6 +31,10 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
     result = trainer.fit(on_epoch=lambda t, record: runs.append_metrics(run_dir, record))
     save_model(run_dir / "model.safetensors", trainer)
     save_train_outputs(run_dir / "train_outputs.safetensors", trainer)
+    if cfg.run.method != "ce":  # a baseline's report: `promix issues RUN_DIR/baseline-ce`
+        from .report import write_report
+
+        write_report(run_dir, data)
     runs.write_json(run_dir / "summary.json", asdict(result))
     if cfg.run.baseline:
         base_cfg = replace(cfg, run=replace(cfg.run, method=cfg.run.baseline, baseline=None))

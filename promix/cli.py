@@ -1,9 +1,10 @@
-"""promix train | eval | predict | presets | config.
+"""promix train | eval | predict | issues | presets | config.
 
     promix train                         the demo: embedded MNIST, 50% noise, ProMix vs CE
     promix train --preset cifar10-sym50 --root data/
     promix train --data my_images/       an image folder (root/<class>/<image>) or a CSV
     promix train --epochs=30 --tau=0.95  any config field, by dotted path or unique leaf name
+    promix issues RUN_DIR                the wrong labels of a run, and its report.html
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p_pred = sub.add_parser("predict", help="classify image files with a run's model")
     p_pred.add_argument("run_dir")
     p_pred.add_argument("images", nargs="+")
+    p_iss = sub.add_parser("issues", help="write a run's label-issue table and report.html")
+    p_iss.add_argument("run_dir")
+    p_iss.add_argument("--top", type=int, default=20, help="suspicious rows to print")
     sub.add_parser("presets", help="list the presets")
     p_cfg = sub.add_parser("config", help="print every config field of a preset")
     p_cfg.add_argument("--preset", default=DEMO_PRESET)
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
-                "config": cmd_config}[args.command](args)
+                "config": cmd_config, "issues": cmd_issues}[args.command](args)
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"promix: error: {err}", file=sys.stderr)
         return 2
@@ -95,6 +99,13 @@ def cmd_predict(args) -> int:
 
     for path, label, confidence in predict_files(Path(args.run_dir), args.images):
         print(f"{path}\t{label}\t{confidence:.3f}")
+    return 0
+
+
+def cmd_issues(args) -> int:
+    from .report import format_report, write_report
+
+    print(format_report(write_report(Path(args.run_dir)), top=args.top))
     return 0
 
 
