@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from . import runs
+from . import checkpoint, distributed, runs
 from .config import Config
 from .data.base import Dataset
 from .data.load import build_dataset
@@ -21,32 +21,65 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
     With `cfg.run.baseline` set, the baseline method is trained on the same noisy labels with
     the same model, epochs and seed, in `run_dir/baseline-<method>`; its Result is attached
     as `result.baseline`.
+
+    With `cfg.run.resume` set to a run directory, training continues there from its last good
+    checkpoint (docs/resume.md). Under torchrun every process calls this and rank 0 alone
+    writes the run directory (docs/distributed.md).
     """
+    world = distributed.init(cfg.run.device)
     data = data if data is not None else build_dataset(cfg.data)
-    run_dir = run_dir if run_dir is not None else runs.create_run_dir(cfg)
+    if cfg.run.resume:
+        run_dir = Path(cfg.run.resume)
+    elif run_dir is None:
+        made = str(runs.create_run_dir(cfg)) if world.is_main else ""
+        run_dir = Path(world.broadcast_text(made))
     trainer = Trainer(cfg, data, run_dir)
-    runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
-    runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
-                      data.train.paths)
-    result = trainer.fit(on_epoch=lambda t, record: runs.append_metrics(run_dir, record))
+    distributed.attach(trainer, world)
+    start = checkpoint.resume(trainer, run_dir) if cfg.run.resume else 0
+    if world.is_main and start == 0:
+        runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
+        runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
+                          data.train.paths)
+    if world.is_main:
+        runs.truncate_metrics(run_dir, start)  # a resumed run rewrites the epochs it redoes
+    result = trainer.fit(start_epoch=start,
+                         on_epoch=lambda t, record: _epoch_end(t, record, run_dir))
+    save_train_outputs(run_dir / "train_outputs.safetensors", trainer)  # every rank infers
+    if not world.is_main:
+        return _baseline(cfg, data, run_dir, result, world)
     save_model(run_dir / "model.safetensors", trainer)
-    save_train_outputs(run_dir / "train_outputs.safetensors", trainer)
     if cfg.run.method != "ce":  # a baseline's report: `promix issues RUN_DIR/baseline-ce`
         from .report import write_report
 
         write_report(run_dir, data)
     runs.write_json(run_dir / "summary.json", asdict(result))
-    if cfg.run.baseline:
-        base_cfg = replace(cfg, run=replace(cfg.run, method=cfg.run.baseline, baseline=None))
-        result.baseline = train(base_cfg, data, run_dir=_subdir(run_dir, cfg.run.baseline))
+    return _baseline(cfg, data, run_dir, result, world)
+
+
+def _baseline(cfg: Config, data: Dataset, run_dir: Path, result: Result, world) -> Result:
+    """Train cfg.run.baseline in run_dir/baseline-<method> (resumed too when resuming)."""
+    if not cfg.run.baseline:
+        return result
+    path = run_dir / f"baseline-{cfg.run.baseline}"
+    resume = str(path) if cfg.run.resume and path.is_dir() else None
+    if world.is_main:
+        path.mkdir(exist_ok=resume is not None)
+    world.barrier()
+    base_cfg = replace(cfg, run=replace(cfg.run, method=cfg.run.baseline, baseline=None,
+                                        resume=resume))
+    result.baseline = train(base_cfg, data, run_dir=path)
+    if world.is_main:
         runs.write_json(run_dir / "summary.json", asdict(result))
     return result
 
 
-def _subdir(run_dir: Path, method: str) -> Path:
-    path = run_dir / f"baseline-{method}"
-    path.mkdir()
-    return path
+def _epoch_end(trainer: Trainer, record: dict, run_dir: Path) -> None:
+    """Metrics line (rank 0), then the checkpoint (every rank takes part; rank 0 writes)."""
+    if trainer.world.is_main:
+        runs.append_metrics(run_dir, record)
+    if checkpoint.due(trainer.cfg, record["epoch"]):
+        checkpoint.save(run_dir, trainer, record["epoch"])
+    distributed.debug_dump(trainer, record)
 
 
 def save_model(path: Path, trainer: Trainer) -> None:
@@ -59,10 +92,13 @@ def save_model(path: Path, trainer: Trainer) -> None:
 
 def save_train_outputs(path: Path, trainer: Trainer) -> None:
     """Final eval-mode logits of each peer on the training set, and the selection masks."""
+    outputs = trainer.infer_train()  # collective under torchrun: every rank calls it
+    if not trainer.world.is_main:
+        return
     tensors = {"noisy_labels": trainer.labels}
     if trainer.data.true_labels is not None:
         tensors["true_labels"] = trainer.data.true_labels
-    for k, out in enumerate(trainer.infer_train(), start=1):
+    for k, out in enumerate(outputs, start=1):
         tensors[f"logits{k}"] = out.logits
         tensors[f"pseudo_logits{k}"] = out.pseudo_logits
     for k, (clean, chosen) in enumerate(zip(trainer.clean, trainer.chosen, strict=True), 1):

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train and write a run directory")
     p_train.add_argument("--preset", help="a preset name (`promix presets`) or a .toml file")
     p_train.add_argument("--data", help="an image folder or a CSV manifest (path,label[,split])")
+    p_train.add_argument("--resume", metavar="RUN_DIR",
+                         help="continue a run from its last good checkpoint (docs/resume.md)")
     p_eval = sub.add_parser("eval", help="evaluate a run's final model on its test set")
     p_eval.add_argument("run_dir")
     p_pred = sub.add_parser("predict", help="classify image files with a run's model")
@@ -52,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args, overrides: list[str]) -> int:
-    from .api import train
+    if args.resume:
+        if args.preset or args.data:
+            raise ConfigError("--resume continues a run with its own config: drop --preset/--data")
+        from .checkpoint import resume_config
 
+        return run_train(resume_config(args.resume, overrides))
     preset = args.preset or (USER_PRESET if args.data else DEMO_PRESET)
     cfg = load_preset(preset)
     if args.data:
@@ -61,8 +67,20 @@ def cmd_train(args, overrides: list[str]) -> int:
         cfg.data.dataset = "csv" if path.suffix.lower() == ".csv" else "folder"
         cfg.data.root = str(path)
     apply_overrides(cfg, overrides)
-    result = train(cfg)
-    print_result(result, cfg)
+    return run_train(cfg)
+
+
+def run_train(cfg) -> int:
+    """Train; under torchrun every process gets here and rank 0 prints."""
+    from .api import train
+    from .distributed import current, shutdown
+
+    try:
+        result = train(cfg)
+        if current().is_main:
+            print_result(result, cfg)
+    finally:
+        shutdown()
     return 0
 
 

@@ -114,6 +114,7 @@ class RunConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (0: only the final model)
     keep_checkpoints: int = 2  # how many checkpoints to keep
     resume: str | None = None  # run directory to continue
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch
 
 
 @dataclass

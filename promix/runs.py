@@ -7,6 +7,7 @@ Layout:
     noisy_labels.csv     index, label, class: the labels training used
     data.json            class names, image shape, normalization, sizes
     metrics.jsonl        one JSON object per epoch (losses by term, selection, accuracies)
+    checkpoints/         the last checkpoints, to continue with --resume (docs/resume.md)
     model.safetensors    both peers' weights and the class priors (no pickle)
     train_outputs.safetensors  final per-sample logits of each peer and the selection masks
     summary.json         final accuracies and selection quality
@@ -82,6 +83,26 @@ def write_labels(path: Path, labels: torch.Tensor, classes, paths=None) -> None:
 def append_metrics(run_dir: Path, record: dict) -> None:
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(run_dir: Path, epochs: int) -> None:
+    """Keep the records of epochs < `epochs` (a resumed run rewrites the later ones)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and _complete(line) and json.loads(line)["epoch"] < epochs]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+
+
+def _complete(line: str) -> bool:
+    """False for the half-written last line of a killed run."""
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

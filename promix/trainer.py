@@ -20,6 +20,7 @@ from .data.augment import normalize, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
 from .debias import PriorState
+from .distributed import World
 from .hardware import autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, accuracy, predict, selection_quality
 from .models import TwoHeadNet, create_model
@@ -78,6 +79,7 @@ class Trainer:
         self.history: list[dict] = []
         self.clean = [torch.ones_like(self.labels, dtype=torch.bool) for _ in self.nets]
         self.chosen = [c.clone() for c in self.clean]
+        self.world = World()  # rank and process count; distributed.attach sets it under torchrun
 
     @property
     def batch_size(self) -> int:
@@ -126,7 +128,9 @@ class Trainer:
         perm = torch.randperm(n, generator=self.order).to(self.device)
         stop = n - n % b if drop_last else n
         for start in range(0, stop, b):
-            yield perm[start : start + b]
+            index = self.world.shard(perm[start : start + b])  # this rank's part of the batch
+            if index is not None:
+                yield index
 
     def views(self, index: torch.Tensor, strong: bool) -> Batch:
         x = self.images[index]
@@ -166,14 +170,19 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
             bar.set_postfix(loss=f"{terms['loss']:.3f}")
+        self.world.merge_chosen(self.chosen)  # each rank set the masks of its own shards
+        sums = self.world.average(sums)
         return {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
 
     # ------------------------------------------------------------------ selection (SPEC §5)
 
     def infer_train(self) -> list[PeerOutputs]:
+        images = self.world.shard_rows(self.images)  # each rank infers a slice; all get all
         return [
-            predict(net, self.images, self.mean, self.std, batch_size=self.cfg.run.eval_batch_size,
-                    autocast=self.autocast, channels_last=self.cfg.run.channels_last)
+            self.world.gather_outputs(
+                predict(net, images, self.mean, self.std, batch_size=self.cfg.run.eval_batch_size,
+                        autocast=self.autocast, channels_last=self.cfg.run.channels_last),
+                len(self.images))
             for net in self.nets
         ]
 
