@@ -41,7 +41,10 @@ P2 = np.array([
 
 def test_ranking_and_flags():
     out = find_label_issues(LABELS, P1, P2)
-    np.testing.assert_allclose(out.label_quality, [0.925, 0.035, 0.75, 0.4, 0.7, 0.015])
+    # (1 + p[given] - max other p) / 2 on the mean of the peers
+    np.testing.assert_allclose(out.label_quality, [0.9425, 0.055, 0.8, 0.45, 0.775, 0.0275])
+    self_conf = find_label_issues(LABELS, P1, P2, quality="self_confidence").label_quality
+    np.testing.assert_allclose(self_conf, [0.925, 0.035, 0.75, 0.4, 0.7, 0.015])
     assert out.order.tolist() == [5, 1, 3, 4, 2, 0]
     assert out.predicted_label.tolist() == [0, 1, 1, 0, 2, 0]
     assert out.is_label_issue.tolist() == [False, True, False, True, False, True]
@@ -51,8 +54,8 @@ def test_ranking_and_flags():
 
 @pytest.mark.parametrize("threshold, flagged", [
     (0.5, [1, 3, 5]),
-    (0.3, [1, 5]),  # sample 3 (quality 0.4) is no longer low enough
-    (0.02, [5]),
+    (0.3, [1, 5]),  # sample 3 (quality 0.45) is no longer low enough
+    (0.04, [5]),
     (0.0, []),
 ])
 def test_threshold(threshold, flagged):
@@ -78,7 +81,7 @@ def test_no_suggestion_when_the_peers_disagree():
 
 
 def test_single_model():
-    out = find_label_issues(LABELS, P1)
+    out = find_label_issues(LABELS, P1, quality="self_confidence")
     np.testing.assert_allclose(out.label_quality, P1[np.arange(6), LABELS])
     assert out.suggested_label.tolist() == [-1, -1, -1, -1, -1, 0]  # 0.90 is not > 0.9
 

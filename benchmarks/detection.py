@@ -1,0 +1,212 @@
+"""Finding wrong labels: ProMix's label_quality against cleanlab with K-fold cross-validation.
+
+    python benchmarks/detection.py [--per_class 100] [--epochs 12] [--folds 3] \
+        [--settings sym:0.5,asym:0.4] [--out benchmarks/results/detection.json]
+
+On the same noisy CIFAR-10 subset and the same backbone (small_cnn) and epoch budget per model:
+- ProMix: one `promix.api.train` run (two peers); its label_quality and is_label_issue come
+  from the peers' final predictions on the training set, no cross-validation.
+- cleanlab (its recommended workflow): K cross-entropy models (promix's `ce` method), each
+  trained on K-1 folds, predict their held-out fold; the out-of-sample probabilities go to
+  `cleanlab.filter.find_label_issues` (flags) and `cleanlab.rank.get_label_quality_scores`
+  (ranking).
+Both are scored against the true labels: AUROC and AUPRC of the ranking, precision, recall
+and F1 of the flagged set, and wall time. Needs the bench extras: pip install 'promix[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from promix.api import train
+from promix.config import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ProMixConfig,
+    RunConfig,
+    ScheduleConfig,
+)
+from promix.data.base import Dataset
+from promix.data.load import build_dataset
+from promix.hardware import autocast
+from promix.inference import predict
+from promix.issues import QUALITY_METHODS, detection_metrics, find_label_issues
+from promix.runs import load_tensors
+from promix.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz"
+TEST_SIZE = 2000  # test images for the accuracy sanity check (evaluated every epoch)
+
+
+def make_config(args, kind: str, rate: float, method: str, out_dir: str) -> Config:
+    return Config(
+        preset="detection-benchmark",
+        data=DataConfig(dataset="cifar10", root=str(args.root), noise=kind, noise_rate=rate,
+                        per_class=args.per_class, noise_seed=args.seed),
+        model=ModelConfig(name="small_cnn", width=args.width),
+        optim=OptimConfig(batch_size=args.batch_size),
+        schedule=ScheduleConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+                                prior_momentum=None),
+        promix=ProMixConfig(tau=args.tau),
+        run=RunConfig(method=method, seed=args.seed, progress=False, checkpoint_every=0,
+                      out_dir=out_dir),
+    )
+
+
+def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
+    """Train ProMix (report included, as a user gets it) and score its label_quality."""
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True)
+    result = train(cfg, data, run_dir=out_dir)
+    out = load_tensors(out_dir / "train_outputs.safetensors")
+    probs = [out[f"logits{k}"].softmax(1) for k in (1, 2)]
+    labels, tau = data.train.labels, cfg.promix.tau
+    issues = find_label_issues(labels, *probs, suggest_threshold=tau)
+    seconds = time.perf_counter() - start
+    wrong = (data.true_labels != labels).numpy()
+    row = detection_metrics(issues.label_quality, issues.is_label_issue, wrong)
+    row |= {"seconds": seconds, "test_accuracy": result.test_accuracy,
+            "suggested": int((issues.suggested_label >= 0).sum()),
+            "suggested_correct": int((issues.suggested_label == data.true_labels.numpy()).sum())}
+    # the other label_quality definitions, and one peer alone, on the same predictions
+    row["quality_methods"] = {m: score(labels, probs, wrong, quality=m) for m in QUALITY_METHODS}
+    row["single_peer"] = score(labels, probs[:1], wrong)
+    return row
+
+
+def score(labels, probs: list, wrong: np.ndarray, **kwargs) -> dict:
+    issues = find_label_issues(labels, *probs, **kwargs)
+    return detection_metrics(issues.label_quality, issues.is_label_issue, wrong)
+
+
+def fold_index(labels: torch.Tensor, folds: int, seed: int) -> np.ndarray:
+    """Fold of every sample (N,), stratified by the given label."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for c in labels.unique().tolist():
+        members = np.flatnonzero(labels.numpy() == c)
+        fold[rng.permutation(members)] = np.arange(len(members)) % folds
+    return fold
+
+
+def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
+    """K-fold out-of-sample probabilities from `ce` models, then cleanlab."""
+    from cleanlab.filter import find_label_issues as cl_find
+    from cleanlab.rank import get_label_quality_scores
+
+    start = time.perf_counter()
+    labels = data.train.labels
+    fold = fold_index(labels, folds, cfg.run.seed)
+    probs = np.zeros((len(labels), data.num_classes))
+    mean, std = data.normalization()
+    for k in range(folds):
+        fit_idx = torch.from_numpy(np.flatnonzero(fold != k))
+        held = torch.from_numpy(np.flatnonzero(fold == k))
+        part = replace(data, train=data.train.subset(fit_idx), test=None,
+                       true_labels=data.true_labels[fit_idx], mean=mean, std=std)
+        trainer = Trainer(cfg, part)
+        trainer.fit()
+        out = predict(trainer.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
+                      trainer.std, batch_size=cfg.run.eval_batch_size,
+                      autocast=autocast(trainer.device, torch.float32))
+        probs[held.numpy()] = out.probs.double().cpu().numpy()
+        print(f"  cleanlab fold {k + 1}/{folds}: {time.perf_counter() - start:.0f} s", flush=True)
+    y = labels.numpy()
+    flagged = cl_find(y, probs)  # default filter_by="prune_by_noise_rate"
+    quality = get_label_quality_scores(y, probs)  # default method="self_confidence"
+    seconds = time.perf_counter() - start
+    wrong = (data.true_labels != labels).numpy()
+    return detection_metrics(quality, flagged, wrong) | {"seconds": seconds}
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def table(results: list[dict]) -> str:
+    head = ("| setting | method | AUROC | AUPRC | precision | recall | F1 | flagged | wrong "
+            "| wall time |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in results:
+        for name, m in (("ProMix label_quality", r["promix"]), ("cleanlab, K-fold CE",
+                                                                r["cleanlab"])):
+            lines.append(
+                f"| {r['setting']} | {name} | {m['auroc']:.3f} | {m['auprc']:.3f} | "
+                f"{m['precision']:.1%} | {m['recall']:.1%} | {m['f1']:.3f} | {m['flagged']} | "
+                f"{m['wrong']} | {m['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=DEFAULT_ARCHIVE, help="CIFAR-10 archive/folder")
+    ap.add_argument("--per_class", type=int, default=100, help="training images per class")
+    ap.add_argument("--epochs", type=int, default=12, help="epochs of every model")
+    ap.add_argument("--warmup_epochs", type=int, default=None, help="None: auto")
+    ap.add_argument("--folds", type=int, default=3, help="K of cleanlab's cross-validation")
+    ap.add_argument("--width", type=int, default=16, help="small_cnn first-stage width")
+    ap.add_argument("--batch_size", type=int, default=128)
+    ap.add_argument("--tau", type=float, default=0.95, help="MHCS/LGA/suggestion threshold")
+    ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--settings", default="sym:0.5,asym:0.4", help="noise kind:rate, ...")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
+                    "detection.json")
+    args = ap.parse_args(argv)
+    if not args.root.exists():
+        sys.exit(f"{args.root} not found: pass --root PATH/cifar-10-python.tar.gz")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="promix-detection-") as tmp:
+        for setting in args.settings.split(","):
+            kind, rate = setting.split(":")
+            cfg = make_config(args, kind, float(rate), "promix", tmp)
+            data = build_dataset(cfg.data)
+            data = replace(data, test=data.test.subset(torch.arange(TEST_SIZE)))
+            print(f"{setting}: {len(data.train)} training images, "
+                  f"{float((data.true_labels != data.train.labels).float().mean()):.1%} wrong",
+                  flush=True)
+            promix = run_promix(cfg, data, Path(tmp) / f"promix-{kind}")
+            print(f"  promix: {promix['seconds']:.0f} s, AUROC {promix['auroc']:.3f}", flush=True)
+            ce_cfg = replace(cfg, run=replace(cfg.run, method="ce"))
+            cleanlab = run_cleanlab(ce_cfg, data, args.folds)
+            results.append({"setting": f"CIFAR-10 {kind} {float(rate):.0%}",
+                            "train_size": len(data.train), "promix": promix,
+                            "cleanlab": cleanlab})
+    text = table(results)
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine(),
+        "budget": {k: getattr(args, k) for k in ("per_class", "epochs", "warmup_epochs",
+                                                   "folds", "width", "batch_size", "tau")},
+        "results": results,
+        "table": text,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
