@@ -278,7 +278,10 @@ def resume(trainer, run_dir: Path) -> int:
     if not name:
         warnings.warn(f"{run_dir} has no good checkpoint: training from epoch 0", stacklevel=2)
         return 0
-    _, tensors, state = found if found else load(folder(run_dir) / name)
+    if found:
+        _, tensors, state = found
+    else:
+        tensors, state = load(folder(run_dir) / name)
     changed = _changed(trainer.cfg, state["config"])
     if changed:
         raise CheckpointError(f"the config differs from the checkpoint's in {', '.join(changed)}"
