@@ -136,7 +136,7 @@ def quality_histogram(run: RunIssues, path: Path) -> Path:
                 label=["given label right", "given label wrong"],
                 color=["tab:green", "tab:red"])
         ax.legend(fontsize=8)
-    ax.set(xlabel="label_quality", ylabel="samples", yscale="log")
+    ax.set(xlabel="label_quality", ylabel="samples")
     return _save(fig, path)
 
 
