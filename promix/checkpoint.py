@@ -68,9 +68,11 @@ def capture(trainer, epoch: int) -> tuple[dict[str, torch.Tensor], dict]:
             else:
                 extra.setdefault(str(i), {})[key] = value
     tensors |= {f"priors.{name}": t for name, t in trainer.priors.state_dict().items()}
-    for k, (clean, chosen) in enumerate(zip(trainer.clean, trainer.chosen, strict=True), 1):
+    masks = zip(trainer.clean, trainer.chosen, trainer.selected, strict=True)
+    for k, (clean, chosen, selected) in enumerate(masks, 1):
         tensors[f"clean{k}"] = clean.to(torch.uint8)
         tensors[f"chosen{k}"] = chosen.to(torch.uint8)
+        tensors[f"selected{k}"] = selected.to(torch.uint8)
     tensors["noisy_labels"] = trainer.labels
     state = {
         "format": FORMAT,
@@ -108,9 +110,11 @@ def restore(trainer, tensors: dict[str, torch.Tensor], state: dict) -> int:
                                        "param_groups": saved["param_groups"]})
     trainer.priors.load_state_dict({name[len("priors."):]: t for name, t in tensors.items()
                                     if name.startswith("priors.")})
-    for k, (clean, chosen) in enumerate(zip(trainer.clean, trainer.chosen, strict=True), 1):
+    masks = zip(trainer.clean, trainer.chosen, trainer.selected, strict=True)
+    for k, (clean, chosen, selected) in enumerate(masks, 1):
         clean.copy_(tensors[f"clean{k}"].bool())
         chosen.copy_(tensors[f"chosen{k}"].bool())
+        selected.copy_(tensors[f"selected{k}"].bool())
     trainer.history = list(state["history"])
     restore_rng(trainer, tensors, state)
     return state["epoch"] + 1

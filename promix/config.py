@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist5k"  # mnist5k | digits | cifar10 | cifar100 | folder | csv
+    dataset: str = "digits"  # digits | mnist5k | cifar10 | cifar100 | folder | csv
     root: str | None = None  # data directory, .tar.gz, image folder or CSV file
     download: bool = False  # fetch the official archive (CIFAR) when root holds none
     noise: str = "sym"  # none | sym | sym_exact | asym | idn | aggre | worst | rand1..3 | noisy100

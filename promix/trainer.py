@@ -78,7 +78,8 @@ class Trainer:
         self.order = torch.Generator().manual_seed(run.seed + 1)  # data order, on the CPU
         self.history: list[dict] = []
         self.clean = [torch.ones_like(self.labels, dtype=torch.bool) for _ in self.nets]
-        self.chosen = [c.clone() for c in self.clean]
+        self.chosen = [c.clone() for c in self.clean]  # last step-level L_k (incl. LGA)
+        self.selected = [c.clone() for c in self.clean]  # CSS ∪ MHCS of the last selection pass
         self.world = World()  # rank and process count; distributed.attach sets it under torchrun
 
     @property
@@ -205,6 +206,7 @@ class Trainer:
                 self.clean[k] = class_small_loss(loss, self.labels, quota)
             confident = out.probs.gather(1, self.labels[:, None]).squeeze(1) > p.tau
             self.chosen[k] = self.clean[k] | confident if p.mhcs else self.clean[k].clone()
+            self.selected[k] = self.chosen[k].clone()
             record[f"selected/css_{k + 1}"] = int(self.clean[k].sum())
             record[f"selected/mhcs_{k + 1}"] = int(self.chosen[k].sum())
             record |= self._quality(f"css_{k + 1}", self.clean[k])
@@ -244,7 +246,9 @@ class Trainer:
         selection = {}
         if self.data.true_labels is not None and self.cfg.run.method != "ce":
             is_clean = self.labels == self.data.true_labels.to(self.device)
-            per_peer = [selection_quality(c, is_clean) for c in self.chosen]
+            # The clean selection: samples trained on their given label (LGA's additions are
+            # relabelled, so they are not "selected as clean").
+            per_peer = [selection_quality(c, is_clean) for c in self.selected]
             selection = {key: float(np.mean([q[key] for q in per_peer])) for key in per_peer[0]}
         return Result(
             method=self.cfg.run.method,

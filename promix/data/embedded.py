@@ -57,3 +57,23 @@ def stratified_split(
     train = torch.cat(train_idx).sort().values
     test = torch.cat(test_idx).sort().values
     return data.subset(train), data.subset(test)
+
+
+def digits_path() -> Path:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the 'digits' data ships in scikit-learn: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise DataError(f"{path} is missing: reinstall scikit-learn")
+    return path
+
+
+def load_digits(*, test_fraction: float = 0.2, split_seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train, test): scikit-learn's 1,797 8x8 digits (values 0..16 scaled to 0..255)."""
+    with gzip.open(digits_path(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    pixels = np.clip(np.round(table[:, :-1] * 255 / 16), 0, 255).astype(np.uint8)
+    images = torch.from_numpy(pixels.reshape(-1, 1, 8, 8))
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    return stratified_split(ImageSet(images, labels, DIGITS), test_fraction, split_seed)

@@ -1,6 +1,6 @@
 """Build the `Dataset` a config asks for: load, hold out a test set, subset, inject noise.
 
-Datasets: mnist5k (embedded), cifar10, cifar100 (folder or .tar.gz, --download), folder
+Datasets: digits and mnist5k (embedded), cifar10, cifar100 (folder or .tar.gz, --download), folder
 (ImageFolder tree), csv (manifest); arrays through `dataset_from_arrays`.
 Noise: synthetic (none, sym, sym_exact, asym, idn; see noise.py) or CIFAR-N human labels
 (clean, aggre, worst, rand1..3, noisy100) read from `noise_file`.
@@ -18,11 +18,11 @@ from .base import DataError, Dataset, ImageSet
 from .cifar import load_cifar
 from .cifarn import KEYS as CIFARN_KEYS
 from .cifarn import cifarn_labels
-from .embedded import load_mnist5k, stratified_split
+from .embedded import load_digits, load_mnist5k, stratified_split
 from .folder import load_csv, load_folder
 from .noise import make_noise, noise_report
 
-DATASETS = ("mnist5k", "cifar10", "cifar100", "folder", "csv")
+DATASETS = ("mnist5k", "digits", "cifar10", "cifar100", "folder", "csv")
 # Datasets whose images must not be flipped (digits change meaning when mirrored).
 NO_FLIP = {"mnist5k", "digits"}
 # SPEC §7.1: per-channel mean and std in [0, 1] units.
@@ -55,6 +55,8 @@ def load_raw(cfg: DataConfig) -> Loaded:
     if name == "mnist5k":
         train, test = load_mnist5k(test_fraction=cfg.test_fraction)
         return Loaded(train, test, MNIST_STATS)
+    if name == "digits":
+        return Loaded(*load_digits(test_fraction=cfg.test_fraction))
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
     if cfg.root is None:
