@@ -44,7 +44,7 @@ class LabelIssues:
 
 
 def find_label_issues(
-    labels, pred_probs_1, pred_probs_2=None, *, quality: str = "normalized_margin",
+    labels, pred_probs_1, pred_probs_2=None, *, quality: str = "self_confidence",
     threshold: float = 0.5, suggest_threshold: float = 0.9,
 ) -> LabelIssues:
     """Rank and flag the given labels that the peers' ensemble rejects.
@@ -54,7 +54,7 @@ def find_label_issues(
     model was not trained with ProMix-style selection. pred_probs_2 is optional: with one
     model the ensemble is that model.
     quality: how label_quality is computed from the ensemble (`label_quality_scores`); the
-        default, normalized_margin, is below 0.5 exactly when another class beats the given one.
+        default is the ensemble's probability of the given label (docs/label-issues.md).
     threshold: a sample is an issue when the ensemble's argmax is not its given label and
         its label_quality is below this (lower it for fewer, surer flags).
     suggest_threshold: a suggestion needs every peer's top probability above this, on the

@@ -41,10 +41,13 @@ P2 = np.array([
 
 def test_ranking_and_flags():
     out = find_label_issues(LABELS, P1, P2)
-    # (1 + p[given] - max other p) / 2 on the mean of the peers
-    np.testing.assert_allclose(out.label_quality, [0.9425, 0.055, 0.8, 0.45, 0.775, 0.0275])
-    self_conf = find_label_issues(LABELS, P1, P2, quality="self_confidence").label_quality
-    np.testing.assert_allclose(self_conf, [0.925, 0.035, 0.75, 0.4, 0.7, 0.015])
+    # p[given] of the mean of the peers
+    np.testing.assert_allclose(out.label_quality, [0.925, 0.035, 0.75, 0.4, 0.7, 0.015])
+    margin = find_label_issues(LABELS, P1, P2, quality="normalized_margin")
+    # (1 + p[given] - max other p) / 2: same order and, at 0.5, the same flags
+    np.testing.assert_allclose(margin.label_quality, [0.9425, 0.055, 0.8, 0.45, 0.775, 0.0275])
+    assert margin.order.tolist() == out.order.tolist()
+    assert margin.is_label_issue.tolist() == out.is_label_issue.tolist()
     assert out.order.tolist() == [5, 1, 3, 4, 2, 0]
     assert out.predicted_label.tolist() == [0, 1, 1, 0, 2, 0]
     assert out.is_label_issue.tolist() == [False, True, False, True, False, True]
@@ -54,8 +57,8 @@ def test_ranking_and_flags():
 
 @pytest.mark.parametrize("threshold, flagged", [
     (0.5, [1, 3, 5]),
-    (0.3, [1, 5]),  # sample 3 (quality 0.45) is no longer low enough
-    (0.04, [5]),
+    (0.3, [1, 5]),  # sample 3 (quality 0.4) is no longer low enough
+    (0.02, [5]),
     (0.0, []),
 ])
 def test_threshold(threshold, flagged):

@@ -21,7 +21,7 @@ from ..issues import (
     transition_matrix,
 )
 
-QUALITY = "normalized_margin"  # the label_quality definition (docs/label-issues.md says why)
+QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.md says why)
 THRESHOLD = 0.5  # is_label_issue: ensemble argmax ≠ given label and label_quality < this
 
 
