@@ -108,7 +108,7 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_run
 
     for key, value in evaluate_run(Path(args.run_dir)).items():
-        print(f"{key:<20}{value:.4f}" if isinstance(value, float) else f"{key:<20}{value}")
+        print(f"{key:<20}{value:.6f}" if isinstance(value, float) else f"{key:<20}{value}")
     return 0
 
 

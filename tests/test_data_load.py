@@ -16,10 +16,18 @@ def cifar10(tmp_path):
     return tar_up(write_cifar(tmp_path / "src", "cifar10", n=40), tmp_path / "c10.tar.gz")
 
 
-def test_mnist5k_default_still_works():
-    data = build_dataset(DataConfig(per_class=20, noise="sym", noise_rate=0.5))
+def test_mnist5k_still_works():
+    data = build_dataset(DataConfig(dataset="mnist5k", per_class=20, noise="sym", noise_rate=0.5))
     assert data.train.images.shape == (200, 1, 28, 28) and data.mean == (0.1307,)
     assert torch.bincount(data.true_labels).tolist() == [20] * 10
+
+
+def test_digits_is_the_default():
+    data = build_dataset(DataConfig(noise="sym", noise_rate=0.5))
+    assert data.name == "digits" and data.train.images.shape[1:] == (1, 8, 8)
+    assert len(data.train) + len(data.test) == 1797
+    assert data.mean is None  # computed from the training images
+    assert 0.4 < data.noise["realized_rate"] < 0.5
 
 
 def test_cifar10_noise_and_normalization(cifar10):
@@ -107,7 +115,7 @@ def test_arrays_dataset():
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        (dict(dataset="digits"), "unknown dataset 'digits'"),
+        (dict(dataset="mnist10k"), "unknown dataset 'mnist10k'"),
         (dict(dataset="cifar10"), "needs --root"),
         (dict(dataset="cifar10", root="/nonexistent"), "cifar-10-python.tar.gz"),
         (dict(noise="sym", noise_file="x.pt"), "noise_file is set but noise=sym"),
