@@ -98,6 +98,15 @@ class ProMixConfig:
 
 
 @dataclass
+class CoteachingConfig:
+    """The Co-teaching baseline (Han et al., 2018; `--method=coteaching`, docs/baselines.md)."""
+
+    forget_rate: float | None = None  # τ_f, final fraction dropped per batch; None: the noise
+    # report's realized rate when the data knows it (synthetic noise, CIFAR-N), else 0.2
+    forget_ramp_frac: float = 10 / 200  # T_k: R(T) reaches 1 - τ_f after this part of the run
+
+
+@dataclass
 class RunConfig:
     method: str = "promix"  # promix | ce | coteaching
     baseline: str | None = None  # also train this method on the same data and compare (ce)
@@ -125,6 +134,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     promix: ProMixConfig = field(default_factory=ProMixConfig)
+    coteaching: CoteachingConfig = field(default_factory=CoteachingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     paper_accuracy: float | None = None  # the paper's reported last accuracy for this setting
     description: str = ""

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
+from .coteaching import coteaching_step, forget_rate_at, resolve_forget_rate
 from .data.augment import normalize, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
@@ -119,6 +120,8 @@ class Trainer:
         return self.result(time.perf_counter() - t0)
 
     def phase(self, sched: EpochSchedule) -> str:
+        if self.cfg.run.method == "coteaching":  # no warm-up: R(T) ramps from 1 instead
+            return "coteaching"
         if self.cfg.run.method == "ce" or sched.warmup:
             return "warmup"
         return "promix"
@@ -164,6 +167,9 @@ class Trainer:
                 )
                 for k, mask in enumerate(chosen):
                     self.chosen[k][index] = mask
+            elif self.cfg.run.method == "coteaching":
+                terms = coteaching_step(self.nets, self.optimizer, batch, autocast=self.autocast,
+                                        forget_rate=self.forget_rate(sched.epoch))
             else:
                 terms = warmup_step(self.nets, self.optimizer, batch, penalty=penalty,
                                     autocast=self.autocast)
@@ -174,6 +180,12 @@ class Trainer:
         self.world.merge_chosen(self.chosen)  # each rank set the masks of its own shards
         sums = self.world.average(sums)
         return {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+
+    def forget_rate(self, epoch: int) -> float:
+        """Co-teaching's 1 - R(T) at this epoch (promix/coteaching.py)."""
+        c = self.cfg.coteaching
+        return forget_rate_at(epoch, self.cfg.schedule.epochs, ramp_frac=c.forget_ramp_frac,
+                              tau_f=resolve_forget_rate(c, self.data.noise))
 
     # ------------------------------------------------------------------ selection (SPEC §5)
 
@@ -237,14 +249,14 @@ class Trainer:
         record = {"test/acc": accuracy(mean_logits, labels)}  # Acc Mean
         for k, o in enumerate(outs, start=1):
             record[f"test/acc_net{k}"] = accuracy(o.logits, labels)
-            if self.cfg.run.method != "ce":
+            if self.cfg.run.method == "promix":
                 record[f"test/acc_pseudo{k}"] = accuracy(o.pseudo_logits, labels)
         return record
 
     def result(self, seconds: float) -> Result:
         accs = [r["test/acc"] for r in self.history if "test/acc" in r]
         selection = {}
-        if self.data.true_labels is not None and self.cfg.run.method != "ce":
+        if self.data.true_labels is not None and self.cfg.run.method == "promix":
             is_clean = self.labels == self.data.true_labels.to(self.device)
             # The clean selection: samples trained on their given label (LGA's additions are
             # relabelled, so they are not "selected as clean").
