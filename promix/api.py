@@ -40,6 +40,8 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
         runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
         runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
                           data.train.paths)
+        if data.skipped:  # unreadable files left out under --skip_bad_images
+            (run_dir / "skipped_files.txt").write_text("\n".join(data.skipped) + "\n")
     if world.is_main:
         runs.truncate_metrics(run_dir, start)  # a resumed run rewrites the epochs it redoes
     result = trainer.fit(start_epoch=start,

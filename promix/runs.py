@@ -11,6 +11,13 @@ Layout:
     model.safetensors    both peers' weights and the class priors (no pickle)
     train_outputs.safetensors  final per-sample logits of each peer and the selection masks
     summary.json         final accuracies and selection quality
+    skipped_files.txt    unreadable images left out (only with --skip_bad_images)
+    label_issues.csv     one row per training sample, most suspicious first (docs/label-issues.md)
+    class_summary.csv    per class: size, selected count, estimated noise rate
+    issues_summary.json  health score; AUROC/AUPRC and transition matrices when truth is known
+    plots/               the report's figures as PNG files
+    report.html          a self-contained report to open in a browser
+    baseline-<method>/   the same layout for the --baseline run
 """
 
 from __future__ import annotations

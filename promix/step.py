@@ -163,11 +163,11 @@ def mixed_losses(net, x, t, prior_c, cfg: ProMixConfig, random: StepRandom, auto
 
     faithful: four extra passes (mix-h, fmix-h, mix-AP, fmix-AP), each with its own draws.
     efficient: one mixup pass and one FMix pass feed both heads.
-    Returns ((mix_h, fmix_h), (mix_ap, fmix_ap)); zeros when there is nothing to mix.
+    Returns ((mix_h, fmix_h), (mix_ap, fmix_ap)); zeros with fewer than two chosen samples.
     """
     zero = torch.zeros((), device=x.device)
     result = {"h": [zero, zero], "ap": [zero, zero]}
-    if x.shape[0] == 0:
+    if x.shape[0] < 2:  # nothing to mix (and train-mode BN cannot run on a single sample)
         return tuple(result["h"]), tuple(result["ap"])
     kinds = [(0, cfg.mixup, mixup, {"alpha": cfg.mixup_alpha}),
              (1, cfg.fmix, fmix, {"decay": cfg.fmix_decay})]

@@ -131,8 +131,11 @@ class Trainer:
         n, b = len(self.labels), self.batch_size
         perm = torch.randperm(n, generator=self.order).to(self.device)
         stop = n - n % b if drop_last else n
-        for start in range(0, stop, b):
-            index = self.world.shard(perm[start : start + b])  # this rank's part of the batch
+        bounds = [*range(0, stop, b), stop]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+            del bounds[-2]  # a lone last sample joins the batch before: BN needs two samples
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            index = self.world.shard(perm[start:end])  # this rank's part of the batch
             if index is not None:
                 yield index
 
