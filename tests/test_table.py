@@ -1,0 +1,78 @@
+"""benchmarks/table.py: the tiny budget fills two cells, a re-run skips them, the markdown."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from promix.config import apply_overrides, load_preset
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "table.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_table", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+table = _load()
+
+
+@pytest.mark.parametrize("budget", sorted(table.BUDGETS))
+def test_every_cell_builds_a_valid_config(budget):
+    for noise in table.BUDGETS[budget]["noises"]:
+        for cell in table.CELLS:
+            preset, overrides = table.cell_args(cell, noise, 1, budget)
+            cfg = apply_overrides(load_preset(preset), overrides)  # raises on a bad switch
+            assert cfg.run.seed == cfg.data.noise_seed == 1
+            assert cfg.model.name == "small_cnn"
+
+
+def test_protocol_hash_ignores_the_seed_and_tracks_the_switches():
+    assert table.protocol_hash("promix", "sym50", "cpu") != table.protocol_hash(
+        "no-lga", "sym50", "cpu")
+    assert table.protocol_hash("promix", "sym50", "cpu") != table.protocol_hash(
+        "promix", "sym50", "tiny")
+    a = table.command("ce", "sym50", 1, "cpu")
+    b = table.command("ce", "sym50", 2, "cpu")
+    assert a.startswith("promix train --preset=cifar10-sym50")
+    assert a.endswith(" --seed=1 --noise_seed=1") and b.endswith(" --seed=2 --noise_seed=2")
+    assert a[:-24] == b[:-24]
+
+
+@pytest.mark.slow
+def test_tiny_grid_runs_skips_and_reports(tmp_path, capsys):
+    results, doc, runs = tmp_path / "t.jsonl", tmp_path / "b.md", tmp_path / "runs"
+    argv = ["--budget", "tiny", "--only", "ce", "--only", "coteaching", "--seeds", "1",
+            "--results", str(results), "--doc", str(doc), "--runs", str(runs)]
+    assert table.main(argv) == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["cell"], r["noise"], r["seed"]) for r in rows] == [
+        ("ce", "sym50", 1), ("coteaching", "sym50", 1)]
+    assert all(0 <= r["test_accuracy"] <= 1 and r["wall_seconds"] > 0 for r in rows)
+    assert rows[0]["command"] == table.command("ce", "sym50", 1, "tiny")
+
+    capsys.readouterr()
+    assert table.main(argv) == 0  # everything done: nothing runs, nothing is appended
+    assert "[1/" not in capsys.readouterr().out
+    assert len(results.read_text().splitlines()) == 2
+    assert table.main([*argv, "--dry-run"]) == 0
+    assert "promix train" not in capsys.readouterr().out
+
+    text = doc.read_text()
+    ce = [line for line in text.splitlines() if line.startswith("| ce |")][0]
+    assert f"{100 * rows[0]['test_accuracy']:.2f} ± 0.00 (1 seed)" in ce
+    promix = [line for line in text.splitlines() if line.startswith("| promix |")][0]
+    assert "not run yet" in promix
+    assert rows[0]["command"] in text and rows[0]["machine"] in text
+    for name in table.ABLATIONS:
+        assert f"| {name} |" in text
+
+
+def test_a_half_written_line_is_ignored(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"cell": "ce"}) + "\n" + '{"cell": "pro')
+    assert table.load_results(path) == [{"cell": "ce"}]
