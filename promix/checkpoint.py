@@ -28,7 +28,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from . import runs
-from .config import Config, ConfigError, apply_overrides, leaves, resolve_key, to_dict
+from .config import Config, ConfigError, apply_overrides, flatten, leaves, resolve_key, to_dict
 
 FORMAT = 1
 NAME = re.compile(r"ckpt-epoch(\d+)\.json$")
@@ -295,14 +295,7 @@ def resume(trainer, run_dir: Path) -> int:
 
 def _changed(cfg: Config, saved: dict) -> list[str]:
     mine = leaves(cfg)
-    flat = dict(_flatten(saved))
+    flat = dict(flatten(saved))
     return sorted(path for path, (owner, f) in mine.items()
                   if path not in HARMLESS and path in flat and flat[path] != getattr(owner, f.name))
 
-
-def _flatten(table: dict, prefix: str = ""):
-    for key, value in table.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield prefix + key, value

@@ -292,15 +292,16 @@ def load_preset(name_or_path: str) -> Config:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"preset {name}: {err}") from err
     cfg = Config(preset=name)
-    for key, value in _flatten(table):
+    for key, value in flatten(table):
         set_value(cfg, key, value)
     return cfg
 
 
-def _flatten(table: dict, prefix: str = ""):
+def flatten(table: dict, prefix: str = ""):
+    """(dotted key, value) pairs of a nested dict, e.g. ('promix.tau', 0.99)."""
     for key, value in table.items():
         if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
+            yield from flatten(value, f"{prefix}{key}.")
         else:
             yield prefix + key, value
 
@@ -312,6 +313,6 @@ def to_dict(cfg: Config) -> dict:
 def from_dict(table: dict) -> Config:
     """Rebuild a Config from `to_dict` output (a run directory's config.json)."""
     cfg = Config()
-    for key, value in _flatten(table):
+    for key, value in flatten(table):
         set_value(cfg, key, value)
     return cfg

