@@ -58,7 +58,7 @@ def warmup_step(
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-    return {name: float(v.detach()) for name, v in terms.items()} | {"loss": float(total.detach())}
+    return floats({name: v.detach() for name, v in terms.items()} | {"loss": total.detach()})
 
 
 def train_step(
@@ -100,22 +100,29 @@ def train_step(
                     targets[k] = torch.where(added, agreed, targets[k])
                 chosen[k] = chosen[k] | added
 
+    # L = L_1 + L_2 is a plain sum over disjoint parameters, so each peer's backward runs as
+    # soon as its loss is formed: the same gradients, and one peer's graph in memory at a time.
+    # The forward order of §6.1/§6.6 (and so every BN update and random draw) is unchanged.
     terms, total = {}, 0.0
+    optimizer.zero_grad(set_to_none=True)
     for k, net in enumerate(nets):
         peer = peer_losses(
             net, outs[k], batch.weak, F.one_hot(targets[k], probs[k].shape[1]).float(),
             chosen[k], priors.clean[k], priors.unclean[k], sched, cfg, random, autocast,
         )
+        priors.update(k, probs[k], chosen[k])  # §6.7: after L_k is formed, before backward
+        (peer["loss_h"] + peer["loss_ap"]).backward()  # frees this peer's saved activations
+        peer = {name: v.detach() for name, v in peer.items()}
         total = total + peer["loss_h"] + peer["loss_ap"]
         terms |= {f"{name}_{k + 1}": v for name, v in peer.items()}
-
-    for k in range(2):  # §6.7: after the loss is formed, before backward; next step sees it
-        priors.update(k, probs[k], chosen[k])
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
     optimizer.step()
-    terms = {name: float(v.detach()) for name, v in terms.items()} | {"loss": float(total.detach())}
-    return terms, chosen
+    return floats(terms | {"loss": total}), chosen
+
+
+def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """0-d tensors to Python floats with one device-to-host copy (one sync, not one per term)."""
+    values = torch.stack([v.float() for v in terms.values()]).tolist()
+    return dict(zip(terms, values, strict=True))
 
 
 def peer_losses(
