@@ -75,7 +75,7 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_is_fast": bf16_is_fast(torch.device("cpu")),
-        "load_average_at_start": list(os.getloadavg()),
+        "load_average_at_report": list(os.getloadavg()),  # includes this run's own load
     }
 
 
