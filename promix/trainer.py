@@ -54,6 +54,11 @@ class Trainer:
         self.autocast = autocast(self.device, self.dtype)
         self.images = data.train.images.to(self.device)  # (N, C, H, W) uint8
         self.labels = data.train.labels.to(self.device)  # noisy ỹ
+        # Moved to the device once, not at every epoch's evaluation and selection pass.
+        self.is_clean = (None if data.true_labels is None  # diagnostics only, never the step
+                         else self.labels == data.true_labels.to(self.device))
+        self.test = None if data.test is None else (data.test.images.to(self.device),
+                                                    data.test.labels.to(self.device))
         mean, std = data.normalization()
         self.mean = torch.tensor(mean, device=self.device)
         self.std = torch.tensor(std, device=self.device)
@@ -229,21 +234,19 @@ class Trainer:
         return record
 
     def _quality(self, name: str, mask: torch.Tensor) -> dict:
-        if self.data.true_labels is None:
+        if self.is_clean is None:
             return {}
-        is_clean = self.labels == self.data.true_labels.to(self.device)
-        q = selection_quality(mask, is_clean)
+        q = selection_quality(mask, self.is_clean)
         return {f"select/{name}/{key}": value for key, value in q.items() if key != "size"}
 
     # ------------------------------------------------------------------ evaluation (SPEC §9)
 
     def evaluate(self) -> dict:
-        test = self.data.test
-        if test is None:
+        if self.test is None:
             return {}
-        labels = test.labels.to(self.device)
+        images, labels = self.test
         outs = [
-            predict(net, test.images.to(self.device), self.mean, self.std,
+            predict(net, images, self.mean, self.std,
                     batch_size=self.cfg.run.eval_batch_size, autocast=self.autocast,
                     channels_last=self.cfg.run.channels_last)
             for net in self.nets
@@ -259,11 +262,10 @@ class Trainer:
     def result(self, seconds: float) -> Result:
         accs = [r["test/acc"] for r in self.history if "test/acc" in r]
         selection = {}
-        if self.data.true_labels is not None and self.cfg.run.method == "promix":
-            is_clean = self.labels == self.data.true_labels.to(self.device)
+        if self.is_clean is not None and self.cfg.run.method == "promix":
             # The clean selection: samples trained on their given label (LGA's additions are
             # relabelled, so they are not "selected as clean").
-            per_peer = [selection_quality(c, is_clean) for c in self.selected]
+            per_peer = [selection_quality(c, self.is_clean) for c in self.selected]
             selection = {key: float(np.mean([q[key] for q in per_peer])) for key in per_peer[0]}
         return Result(
             method=self.cfg.run.method,
