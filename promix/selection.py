@@ -24,7 +24,7 @@ def class_quotas(
     Classes with n_j = 0 get 0.
     """
     counts = torch.bincount(labels, minlength=num_classes)
-    rho = torch.as_tensor(rho, dtype=torch.float64).expand(num_classes)
+    rho = torch.as_tensor(rho, dtype=torch.float64, device=labels.device).expand(num_classes)
     if rule == "uniform":
         quota = torch.ceil(rho * labels.numel() / num_classes)
     elif rule == "per_class":

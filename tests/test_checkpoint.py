@@ -81,7 +81,8 @@ def test_round_trip_restores_every_stream(trained, data):
         checkpoint.restore_rng(t, tensors, state)  # the same point in every stream
         draws.append((torch.rand(3).tolist(), t.random.rng.random(),
                       torch.randperm(5, generator=t.order).tolist(),
-                      torch.rand(2, generator=t.random.generator).tolist()))
+                      torch.rand(2, generator=t.random.generator,
+                                 device=t.random.generator.device).tolist()))
     assert draws[0] == draws[1]
     assert again.priors.clean.shape == (2, 10)
     assert torch.equal(again.priors.clean, full.priors.clean)

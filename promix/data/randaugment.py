@@ -158,7 +158,8 @@ def affine_matrix(kind: torch.Tensor, v: torch.Tensor, h: int, w: int) -> torch.
     v = v.double()
     slope = torch.zeros(len(AFFINE_OPS), 6, dtype=torch.float64, device=v.device)
     slope[1:, :] = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0],  # ShearX, ShearY
-                                 [0, 0, w, 0, 0, 0], [0, 0, 0, 0, 0, h]])  # TranslateX, Y
+                                 [0, 0, w, 0, 0, 0], [0, 0, 0, 0, 0, h]],  # TranslateX, Y
+                                device=v.device)
     identity = torch.tensor([1, 0, 0, 0, 1, 0], dtype=torch.float64, device=v.device)
     linear = identity + v.unsqueeze(1) * slope[kind]
     theta = -(torch.where(v < 0, v + 360.0, v) * (math.pi / 180.0))
