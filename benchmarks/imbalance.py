@@ -66,7 +66,8 @@ def main() -> None:
             "test_accuracy": result.test_accuracy,
             "precision": result.selection["precision"],
             "recall": result.selection["recall"],
-            "small_class_precision": float((small_sel & clean).sum() / small_sel.sum().clamp_min(1)),
+            "small_class_precision":
+                float((small_sel & clean).sum() / small_sel.sum().clamp_min(1)),
             "small_class_recall": float((small_sel & clean).sum() / (small & clean).sum()),
             "seconds": time.perf_counter() - tick,
         })
@@ -76,7 +77,8 @@ def main() -> None:
               "train_size": len(data.train), "noise_rate": args.noise, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{'rule':<10}{'test acc':>9}{'prec.':>7}{'recall':>8}{'small prec.':>12}{'small rec.':>11}")
+    print(f"{'rule':<10}{'test acc':>9}{'prec.':>7}{'recall':>8}{'small prec.':>12}"
+          f"{'small rec.':>11}")
     for r in rows:
         print(f"{r['rule']:<10}{r['test_accuracy']:>9.1%}{r['precision']:>7.1%}{r['recall']:>8.1%}"
               f"{r['small_class_precision']:>12.1%}{r['small_class_recall']:>11.1%}")

@@ -5,6 +5,7 @@
     python benchmarks/table.py --list | --dry-run         what exists / the commands left to run
     python benchmarks/table.py --report          only regenerate docs/benchmarks.md
     python benchmarks/table.py --budget tiny --results /tmp/t.jsonl --doc /tmp/t.md  (smoke)
+    python benchmarks/table.py --jobs 6 --data-root DIR/cifar-10-python.tar.gz   (on a GPU)
 
 Each cell is one `promix train` run, built exactly like the CLI builds it: the setting's paper
 preset, then the budget's overrides, then the cell's switches, then the seed. Its result is
@@ -12,13 +13,21 @@ appended as one JSON line to the results file, keyed by (cell, noise, seed, prot
 cells already there are skipped, so the grid can be filled across several sessions. A cell
 killed half way resumes from its last checkpoint (its run directory is kept under runs/table).
 The markdown is regenerated from every result present after each cell.
+
+`--jobs N` runs N cells at once in separate processes. Use it only where one run leaves the
+machine idle (a GPU, which a small CNN cannot fill): each row records how many runs shared the
+machine, and its wall time is only comparable with rows that shared it alike. `--data-root`
+reads the same images from another place (say a copy holding just the protocol's subset); it
+does not change the protocol, whose command keeps the canonical path.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -31,6 +40,7 @@ import torch
 from promix import __version__
 from promix.api import train
 from promix.config import apply_overrides, load_preset
+from promix.hardware import resolve_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "table.jsonl"
@@ -83,7 +93,13 @@ RHO_SWEEP = {
     "rho-0.7": ["--rho=0.7"],
     "rho-auto": ["--rho_mode=auto", "--quota=per_class"],
 }
-CELLS = METHODS | ABLATIONS | CONTROLS | RHO_SWEEP
+# Speed options that must leave accuracy within noise (issue: speed): ProMix with one mixed
+# batch per peer shared by both heads, and ProMix in fp32 where `auto` picks bf16 (GPUs, AMX).
+SPEED = {
+    "promix-efficient": ["--passes=efficient"],
+    "promix-fp32": ["--precision=fp32"],
+}
+CELLS = METHODS | ABLATIONS | CONTROLS | RHO_SWEEP | SPEED
 
 
 def cell_args(cell: str, noise: str, seed: int, budget: str) -> tuple[str, list[str]]:
@@ -120,6 +136,9 @@ def load_results(path: Path) -> list[dict]:
 
 
 def machine() -> str:
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name()
+        return f"{gpu} (+ {os.cpu_count()} CPU cores), torch {torch.__version__}"
     name = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -131,9 +150,12 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads)"
 
 
-def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path) -> dict:
+def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
+             data_root: Path | None = None, jobs: int = 1) -> dict:
     preset, overrides = cell_args(cell, noise, seed, budget)
     cfg = apply_overrides(load_preset(preset), overrides)
+    if data_root is not None:
+        cfg.data.root = str(data_root.resolve())
     if cfg.data.root and not Path(cfg.data.root).is_absolute():
         cfg.data.root = str(ROOT / cfg.data.root)  # the command is written for the repo root
     run_dir = runs / budget / f"{cell}-{noise}-s{seed}-{protocol_hash(cell, noise, budget)}"
@@ -142,6 +164,7 @@ def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = train(cfg, run_dir=run_dir)
+    device = resolve_device(cfg.run.device)
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     extra = {}
     rhos = [v for k, v in last.items() if k.startswith("rho_auto_")]
@@ -154,6 +177,9 @@ def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path) -> dict:
         "selection": result.selection, "epochs": result.epochs,
         "train_seconds": result.seconds, "wall_seconds": time.perf_counter() - start,
         "command": command(cell, noise, seed, budget), "machine": machine(),
+        "device": device.type,
+        "precision": str(resolve_precision(cfg.run.precision, device)).removeprefix("torch."),
+        "concurrent_jobs": jobs,
         "promix_version": __version__, "date": time.strftime("%Y-%m-%d"), **extra,
     }
 
@@ -178,7 +204,16 @@ def summarize(rows: list[dict], cell: str, noise: str, budget: str) -> dict | No
     accs = [100 * r["test_accuracy"] for r in found]
     return {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "n": len(accs), "wall": statistics.mean(r["wall_seconds"] for r in found),
+            "where": sorted({where(r) for r in found}),
             "rho": [r["rho_auto_mean"] for r in found if "rho_auto_mean" in r]}
+
+
+def where(row: dict) -> str:
+    """Where a row ran, short: the CPU or GPU name, and how many runs shared it."""
+    name = row["machine"].split(",")[0].split(" (")[0].removeprefix("NVIDIA ")
+    name = name.split(" 80GB")[0]
+    jobs = row.get("concurrent_jobs", 1)
+    return f"{name} ×{jobs}" if jobs > 1 else name
 
 
 def fmt_acc(s: dict | None) -> str:
@@ -191,7 +226,8 @@ def fmt_acc(s: dict | None) -> str:
 def fmt_time(s: dict | None) -> str:
     if s is None:
         return "-"
-    return f"{s['wall'] / 60:.1f} min" if s["wall"] >= 60 else f"{s['wall']:.0f} s"
+    wall = f"{s['wall'] / 60:.1f} min" if s["wall"] >= 60 else f"{s['wall']:.0f} s"
+    return f"{wall} ({', '.join(s['where'])})"
 
 
 def fmt_delta(s: dict | None, base: dict | None) -> str:
@@ -225,7 +261,11 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds) -> None:
         "",
         "Machine(s): " + ("; ".join(sorted({r["machine"] for r in rows if r["budget"] == budget}))
                           or "none yet") + ". Wall time: one whole run, data loading and "
-        "report included.",
+        "report included, with where it ran: `H100 ×10` means ten runs shared one H100 at "
+        "once (`--jobs 10`), so each took about three times as long as it would alone "
+        "(a ProMix cell alone on the H100: 2.4 min). Precision is `auto`: bf16 on the GPU, "
+        "fp32 on the AVX2 CPU (docs/speed.md); the bf16-vs-fp32 check is in "
+        "[accuracy.md](accuracy.md).",
         "",
         "## Methods",
         "",
@@ -302,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     ap.add_argument("--only", action="append", metavar="CELL", help="run only this cell")
+    ap.add_argument("--noise", action="append", choices=sorted(NOISES),
+                    help="run only this noise setting")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated")
     ap.add_argument("--list", action="store_true", help="list the cells and what is done")
     ap.add_argument("--dry-run", action="store_true", help="print the commands left to run")
@@ -309,9 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--doc", type=Path, default=DOC)
     ap.add_argument("--runs", type=Path, default=RUNS, help="run directories of the cells")
+    ap.add_argument("--jobs", type=int, default=1, help="cells run at once (GPU only)")
+    ap.add_argument("--data-root", type=Path,
+                    help="read the protocol's CIFAR-10 from here instead (same images)")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    todo = grid(args.budget, args.only, seeds)
+    todo = [t for t in grid(args.budget, args.only, seeds)
+            if not args.noise or t[1] in args.noise]
     done = {key(r) for r in load_results(args.results)}
     missing = [t for t in todo if (*t, protocol_hash(t[0], t[1], args.budget)) not in done]
     if args.list:
@@ -326,16 +372,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {len(missing)} of {len(todo)} cells left", file=sys.stderr)
         return 0
     if not args.report:
-        for i, (cell, noise, seed) in enumerate(missing, 1):
-            print(f"[{i}/{len(missing)}] {cell} {noise} seed {seed}", flush=True)
-            row = run_cell(cell, noise, seed, args.budget, args.runs)
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.results, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(f"  {row['test_accuracy']:.4f} in {row['wall_seconds']:.0f}s", flush=True)
-            write_doc(args.doc, load_results(args.results), args.budget, seeds)
+        run_all(missing, args, seeds)
     write_doc(args.doc, load_results(args.results), args.budget, seeds)
     return 0
+
+
+def run_all(missing: list[tuple[str, str, int]], args, seeds) -> None:
+    """Run the missing cells, `args.jobs` at a time; append each row as it finishes."""
+
+    def record(row: dict) -> None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"  {row['cell']} {row['noise']} seed {row['seed']}: {row['test_accuracy']:.4f} "
+              f"in {row['wall_seconds']:.0f}s", flush=True)
+        write_doc(args.doc, load_results(args.results), args.budget, seeds)
+
+    todo = [(cell, noise, seed, args.budget, args.runs, args.data_root, args.jobs)
+            for cell, noise, seed in missing]
+    if args.jobs == 1:
+        for i, task in enumerate(todo, 1):
+            print(f"[{i}/{len(todo)}] {' '.join(map(str, task[:3]))}", flush=True)
+            record(run_cell(*task))
+        return
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    # spawn, not fork: CUDA cannot be re-initialized in a forked child.
+    with concurrent.futures.ProcessPoolExecutor(
+        args.jobs, mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads, initargs=(threads,),
+    ) as pool:
+        futures = [pool.submit(run_cell, *task) for task in todo]
+        print(f"{len(futures)} cells, {args.jobs} at a time", flush=True)
+        for future in concurrent.futures.as_completed(futures):
+            record(future.result())
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def machine() -> dict:
                                        if f.startswith(("avx", "amx", "fma")))
     except OSError:
         pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
     return info | {
         "cpu_count": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -83,9 +86,17 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def sync() -> None:
+    """Wait for queued GPU work, so that a timer measures the work and not its launch."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def clock(fn) -> float:
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - start
 
 
@@ -95,7 +106,7 @@ def make_trainer(loaded, args, model: str, batch: int, per_class: int | None) ->
                           noise="sym", noise_rate=0.5)
     cfg.model.name, cfg.model.width = model, 32
     cfg.optim.batch_size = batch
-    cfg.run.precision, cfg.run.progress = args.precision, False
+    cfg.run.precision, cfg.run.progress, cfg.run.compile = args.precision, False, args.compile
     return Trainer(cfg, prepare("cifar10", loaded, cfg.data))
 
 
@@ -222,8 +233,11 @@ def measure_model(args, model: str) -> dict:
             add(f"{passes}_floor_s", floor_steps(t, promix_plan(sizes, batch, passes), ctx))
         log(f"  {model} {', '.join(f'{k} {v:.1f}' for k, v in times.items())}")
     row |= times
-    row |= precision_ratio(t, min(bf16_batch, batch))
+    # On a CPU the bf16 emulation can take minutes at full batch; a GPU takes the real one.
+    row |= precision_ratio(t, batch if t.device.type == "cuda" else min(bf16_batch, batch))
     row["peak_rss_gb"] = peak_rss_gb()
+    if t.device.type == "cuda":
+        row["cuda_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return row
 
 
@@ -257,6 +271,8 @@ def measure_memory(args, model: str) -> dict:
     t.batches = lambda drop_last: itertools.islice(full(t, drop_last), steps)
     row["steps_s"] = clock(lambda: t.train_epoch(first))
     row["peak_rss_gb"] = peak_rss_gb()
+    if t.device.type == "cuda":
+        row["cuda_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
     log(f"memory: {row}")
     return row
 
@@ -310,6 +326,8 @@ def report(rows: list[dict], memory: list[dict], args, seconds: float) -> dict:
     line("efficient speed-up", "efficient_speedup", "{:.2f}x")
     line("bf16 / fp32 speed", "bf16_speedup", "{:.2f}x")
     line("peak RSS GB", "peak_rss_gb", "{:.2f}")
+    if all("cuda_max_allocated_gb" in r for r in rows):
+        line("CUDA max allocated GB", "cuda_max_allocated_gb", "{:.2f}")
     print("\n".join(lines))
     for m in memory:
         select = f", selection {m['n_train'] / m['select_s']:.0f} img/s" if "select_s" in m else ""
@@ -353,6 +371,7 @@ def parse(argv=None):
     ap.add_argument("--steps", default="", help="timed ProMix steps per model, e.g. resnet18=4")
     ap.add_argument("--repeats", default="", help="timed repeats per model, e.g. resnet18=2")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the backbones")
     ap.add_argument("--memory-models", default="small_cnn", help="e.g. small_cnn,resnet18")
     ap.add_argument("--memory-batch", type=int, default=256)
     ap.add_argument("--memory-steps", type=int, default=3, help="0: skip the memory run")

@@ -29,7 +29,8 @@ from promix.runs import load_config, load_tensors, read_metrics
 from promix.trainer import Trainer
 
 # N = 200, global B = 64 (32 per rank), eval batches of 50 that split evenly into the 2 slices.
-ARGS = ["--dataset=mnist5k", "--per_class=20", "--width=4", "--batch_size=64", "--epochs=4", "--warmup_epochs=2",
+ARGS = ["--dataset=mnist5k", "--per_class=20", "--width=4", "--batch_size=64", "--epochs=4",
+        "--warmup_epochs=2",
         "--progress=false", "--baseline=none", "--tau=0.9", "--eval_batch_size=50",
         "--device=cpu", "--keep_checkpoints=4"]
 EPOCHS = range(4)

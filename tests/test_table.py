@@ -1,7 +1,7 @@
 """benchmarks/table.py: the tiny budget fills two cells, a re-run skips them, the markdown."""
 
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,16 +9,10 @@ import pytest
 from promix.config import apply_overrides, load_preset
 
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "table.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_table", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-table = _load()
+# Imported by name from its folder (as benchmarks/accuracy.py does), so that the worker
+# processes of --jobs, which start fresh and receive sys.path, can import it too.
+sys.path.insert(0, str(PATH.parent))
+import table  # noqa: E402
 
 
 @pytest.mark.parametrize("budget", sorted(table.BUDGETS))
@@ -76,3 +70,24 @@ def test_a_half_written_line_is_ignored(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"cell": "ce"}) + "\n" + '{"cell": "pro')
     assert table.load_results(path) == [{"cell": "ce"}]
+
+
+@pytest.mark.slow
+def test_parallel_jobs_fill_the_same_cells_and_record_the_sharing(tmp_path):
+    results, doc = tmp_path / "t.jsonl", tmp_path / "b.md"
+    argv = ["--budget", "tiny", "--only", "ce", "--seeds", "1,2", "--jobs", "2",
+            "--results", str(results), "--doc", str(doc), "--runs", str(tmp_path / "runs")]
+    assert table.main(argv) == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted((r["cell"], r["seed"]) for r in rows) == [("ce", 1), ("ce", 2)]
+    assert {r["concurrent_jobs"] for r in rows} == {2}
+    assert {(r["device"], r["precision"]) for r in rows} == {("cpu", "float32")}
+    ce = [line for line in doc.read_text().splitlines() if line.startswith("| ce |")][0]
+    assert "×2)" in ce  # the wall time says two runs shared the machine
+
+
+def test_noise_filter_limits_the_grid(capsys):
+    assert table.main(["--dry-run", "--only", "promix", "--noise", "asym40", "--seeds", "1",
+                       "--results", "/nonexistent/r.jsonl"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [table.command("promix", "asym40", 1, "cpu")]
