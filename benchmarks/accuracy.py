@@ -79,7 +79,8 @@ def write_doc(path: Path, rows: list[dict]) -> None:
         rec = f"{100 * sel['recall']:.1f}%" if "recall" in sel else "-"
         wall = r["wall_seconds"]
         wall = f"{wall / 60:.1f} min" if wall >= 60 else f"{wall:.0f} s"
-        out.append(f"| {r['machine']} | {r.get('precision', 'fp32')} | {r['cell']} | "
+        precision = {"float32": "fp32", "bfloat16": "bf16"}.get(r.get("precision"), "fp32")
+        out.append(f"| {r['machine']} | {precision} | {r['cell']} | "
                    f"{table.NOISES[r['noise']][1]} | {100 * r['test_accuracy']:.2f}% | {prec} | "
                    f"{rec} | {wall} | {r.get('concurrent_jobs', 1)} |")
     out += ["", "Commands (seed 1), from the repository root:", "", "```"]

@@ -36,10 +36,14 @@ def test_train_on_a_folder_skips_and_lists_bad_files(folder, tmp_path):
     run = out / "mine"
     assert (run / "skipped_files.txt").read_text().startswith(str(folder / "class0" / "broken.png"))
     config = json.loads((run / "config.json").read_text())
-    assert config["preset"] == "user" and config["promix"]["rho_mode"] == "auto"
+    assert config["preset"] == "user" and config["promix"]["quota"] == "per_class"
+    assert (config["promix"]["rho"], config["promix"]["rho_mode"]) == (0.7, "fixed")
     data = json.loads((run / "data.json").read_text())
     assert data["classes"] == ["class0", "class1", "class2"] and data["image_shape"] == [3, 12, 12]
     assert data["train_size"] + data["test_size"] == 42
     assert read_metrics(run)[-1]["phase"] == "promix"
-    assert "rho_auto_1" in read_metrics(run)[-1]
+    counts = np.bincount([int(r.split(",")[1]) for r in
+                          (run / "noisy_labels.csv").read_text().splitlines()[1:]])
+    quota = sum(int(np.ceil(0.7 * n)) for n in counts)  # ⌈0.7·n_j⌉ per class
+    assert read_metrics(run)[-1]["selected/css_1"] == quota
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before  # user files untouched
