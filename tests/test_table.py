@@ -91,3 +91,22 @@ def test_noise_filter_limits_the_grid(capsys):
                        "--results", "/nonexistent/r.jsonl"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [table.command("promix", "asym40", 1, "cpu")]
+
+
+@pytest.mark.slow
+def test_rho_estimators_report_the_true_clean_fraction(tmp_path, monkeypatch):
+    import rho_estimators
+
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["rho_estimators.py", "--budget", "tiny",
+                                      "--promix-epochs", "1", "--out", str(out)])
+    rho_estimators.main()
+    rows = json.loads(out.read_text())["settings"]["sym50"]
+    assert [r["phase"] for r in rows] == ["warmup", "promix"]  # tiny: 1 warm-up epoch
+    truth = rows[0]["truth"]
+    # 200 digits, 50% symmetric noise over 10 classes: about 55% of labels are right.
+    assert 0.4 < truth["overall"] < 0.7
+    assert truth["overall"] == pytest.approx(
+        sum(truth["per_class"]) / 10, abs=0.05)  # classes are nearly equal in size
+    for name in ("gmm1", "agree1", "joint1", "gmm2"):
+        assert all(0 <= v <= 1 for v in rows[-1][name]["per_class"])
