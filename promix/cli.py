@@ -127,15 +127,41 @@ def cmd_issues(args) -> int:
     return 0
 
 
+# Measured on one NVIDIA H100 80GB (docs/speed.md, benchmarks/results/throughput-h100.json;
+# batch 256, bf16, faithful passes): images/s of a warm-up epoch and of a ProMix epoch
+# (its selection pass included).
+H100_IMAGES_PER_S = {"resnet18": (8256.0, 1270.5), "small_cnn": (23342.0, 2756.1)}
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
+
+
+def expected_h100_hours(cfg) -> float | None:
+    """Training time of a preset on one H100 from the measured throughput; None when the
+    model or the training-set size is unknown. Evaluation (a few seconds) is left out."""
+    from .schedules import warmup_length
+
+    rates = H100_IMAGES_PER_S.get(cfg.model.name)
+    n = TRAIN_IMAGES.get(cfg.data.dataset)
+    if rates is None or n is None or cfg.data.per_class is not None:
+        return None
+    warm = min(warmup_length(cfg.schedule), cfg.schedule.epochs)
+    seconds = warm * n / rates[0] + (cfg.schedule.epochs - warm) * n / rates[1]
+    return seconds / 3600
+
+
 def cmd_presets(args) -> int:
-    print(f"{'preset':<24}{'dataset':<10}{'noise':<12}{'epochs':>7}{'paper':>8}  description")
+    print(f"{'preset':<24}{'dataset':<10}{'noise':<12}{'epochs':>7}{'H100 h':>8}{'paper':>8}"
+          "  description")
     for name in preset_names():
         cfg = load_preset(name)
         noise = f"{cfg.data.noise} {cfg.data.noise_rate:g}" if cfg.data.noise in (
             "sym", "asym", "sym_exact", "idn") else cfg.data.noise
         paper = f"{cfg.paper_accuracy:.2f}" if cfg.paper_accuracy else "-"
-        print(f"{name:<24}{cfg.data.dataset:<10}{noise:<12}{cfg.schedule.epochs:>7}{paper:>8}"
-              f"  {cfg.description}")
+        hours = expected_h100_hours(cfg)
+        hours = "-" if hours is None else f"{hours:.1f}"
+        print(f"{name:<24}{cfg.data.dataset:<10}{noise:<12}{cfg.schedule.epochs:>7}{hours:>8}"
+              f"{paper:>8}  {cfg.description}")
+    print("H100 h: expected training hours on one NVIDIA H100 (bf16), from the measured "
+          "throughput in docs/speed.md.")
     return 0
 
 

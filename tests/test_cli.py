@@ -93,5 +93,22 @@ def test_bad_override_is_a_clear_error(tmp_path):
 def test_presets_and_config_listing(tmp_path):
     proc = promix("presets", cwd=tmp_path)
     assert proc.returncode == 0 and "demo" in proc.stdout
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:-1]}
+    # preset dataset noise(2 words) epochs hours paper ...: the full run takes ~10x the fast
+    full, fast = float(rows["cifar10-sym50"][5]), float(rows["cifar10-sym50-fast"][5])
+    assert 5 < full < 8 and 8 < full / fast < 12
+    assert rows["demo"][5] == "-"  # no measured throughput for the embedded data's size
     proc = promix("config", "--preset", "demo", cwd=tmp_path)
     assert "promix.tau = 0.95" in proc.stdout
+
+
+def test_expected_h100_hours_follows_the_measured_throughput():
+    from promix.cli import H100_IMAGES_PER_S, expected_h100_hours
+    from promix.config import load_preset
+
+    warm, promix_rate = H100_IMAGES_PER_S["resnet18"]
+    cfg = load_preset("cifar10-sym50")  # 601 epochs, 10 of them warm-up, 50k images
+    assert expected_h100_hours(cfg) == pytest.approx(
+        (10 * 50_000 / warm + 591 * 50_000 / promix_rate) / 3600)
+    cfg.data.per_class = 1000  # a subset: the size is not the preset's
+    assert expected_h100_hours(cfg) is None
