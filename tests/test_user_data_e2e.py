@@ -38,6 +38,7 @@ def test_train_on_a_folder_skips_and_lists_bad_files(folder, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["preset"] == "user" and config["promix"]["quota"] == "per_class"
     assert (config["promix"]["rho"], config["promix"]["rho_mode"]) == (0.7, "fixed")
+    assert config["promix"]["passes"] == "efficient"
     data = json.loads((run / "data.json").read_text())
     assert data["classes"] == ["class0", "class1", "class2"] and data["image_shape"] == [3, 12, 12]
     assert data["train_size"] + data["test_size"] == 42
