@@ -28,7 +28,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import table  # noqa: E402
 
-from promix.config import apply_overrides, load_preset  # noqa: E402
 from promix.data.load import build_dataset  # noqa: E402
 from promix.selection import auto_rho  # noqa: E402
 from promix.trainer import Trainer  # noqa: E402
@@ -80,24 +79,17 @@ def main() -> None:
     record = {"command": " ".join(["python", *sys.argv]), "machine": table.machine(),
               "date": time.strftime("%Y-%m-%d"), "settings": {}}
     for noise in args.noise or list(table.BUDGETS[args.budget]["noises"]):
-        preset, overrides = table.cell_args("promix", noise, 1, args.budget)
-        cfg = apply_overrides(load_preset(preset), overrides)
-        if cfg.data.root:
-            cfg.data.root = str(Path(args.data_root or ROOT / cfg.data.root).resolve())
+        cfg = table.cell_config("promix", noise, 1, args.budget, args.data_root)
         t = Trainer(cfg, build_dataset(cfg.data))
         rows = []
-        for e in range(t.schedule.warmup + args.promix_epochs):
-            sched = t.schedule.at(e)  # the same epoch as Trainer.fit runs it
-            for group in t.optimizer.param_groups:
-                group["lr"] = sched.lr
-            phase = t.phase(sched)
-            if phase == "promix":
-                t.select(sched)
-            t.train_epoch(sched)
+
+        def after_epoch(t: Trainer, record: dict, noise=noise, rows=rows) -> None:
             est = estimates(t)
-            rows.append({"epoch": e, "phase": phase, **est})
+            rows.append({"epoch": record["epoch"], "phase": record["phase"], **est})
             line = "  ".join(f"{n} {v['overall']:.3f}" for n, v in est.items())
-            print(f"{noise} epoch {e} ({phase}): {line}", flush=True)
+            print(f"{noise} epoch {record['epoch']} ({record['phase']}): {line}", flush=True)
+
+        t.fit(on_epoch=after_epoch, stop_epoch=t.schedule.warmup + args.promix_epochs)
         record["settings"][noise] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")

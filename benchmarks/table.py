@@ -150,14 +150,20 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads)"
 
 
-def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
-             data_root: Path | None = None, jobs: int = 1) -> dict:
+def cell_config(cell: str, noise: str, seed: int, budget: str, data_root: Path | None = None):
+    """The Config of one cell, its data root made absolute (or replaced by data_root)."""
     preset, overrides = cell_args(cell, noise, seed, budget)
     cfg = apply_overrides(load_preset(preset), overrides)
     if data_root is not None:
         cfg.data.root = str(data_root.resolve())
     if cfg.data.root and not Path(cfg.data.root).is_absolute():
         cfg.data.root = str(ROOT / cfg.data.root)  # the command is written for the repo root
+    return cfg
+
+
+def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
+             data_root: Path | None = None, jobs: int = 1) -> dict:
+    cfg = cell_config(cell, noise, seed, budget, data_root)
     run_dir = runs / budget / f"{cell}-{noise}-s{seed}-{protocol_hash(cell, noise, budget)}"
     if run_dir.is_dir():
         cfg.run.resume = str(run_dir)  # continue a cell killed half way
@@ -223,11 +229,14 @@ def fmt_acc(s: dict | None) -> str:
     return f"{s['mean']:.2f} ± {s['std']:.2f} ({seeds})"
 
 
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def fmt_time(s: dict | None) -> str:
     if s is None:
         return "-"
-    wall = f"{s['wall'] / 60:.1f} min" if s["wall"] >= 60 else f"{s['wall']:.0f} s"
-    return f"{wall} ({', '.join(s['where'])})"
+    return f"{fmt_seconds(s['wall'])} ({', '.join(s['where'])})"
 
 
 def fmt_delta(s: dict | None, base: dict | None) -> str:

@@ -106,9 +106,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, start_epoch: int = 0, on_epoch=None) -> Result:
+    def fit(self, start_epoch: int = 0, on_epoch=None, stop_epoch: int | None = None) -> Result:
+        """Train epochs [start_epoch, stop_epoch) of the run (all of them by default); the
+        schedule is always the whole run's, so stopping early does not rescale it."""
         t0 = time.perf_counter()
-        for epoch in range(start_epoch, self.cfg.schedule.epochs):
+        for epoch in range(start_epoch, stop_epoch or self.cfg.schedule.epochs):
             sched = self.schedule.at(epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = sched.lr
