@@ -1,7 +1,8 @@
 """One optimization step: the warm-up step (SPEC §4) and the ProMix step (SPEC §6).
 
-`train_step` reads next to SPEC §6: two main passes per peer, the no-grad decisions (MHCS,
-targets, LGA), then one function, `peer_losses`, written once and called for each peer.
+`train_step` reads next to SPEC §6: both peers' weak passes, the no-grad decisions (MHCS,
+targets, LGA), then one generator, `peer_passes`, written once and run for each peer: it
+forms the peer's loss terms pass by pass, and the step backpropagates each pass at once.
 Every term over an empty set is 0, never NaN (SPEC §12.1).
 """
 
@@ -79,16 +80,16 @@ def train_step(
     """
     autocast = autocast or contextlib.nullcontext()
     y = batch.label
-    with autocast:  # §6.1: net1-weak, net1-strong, net2-weak, net2-strong
-        outs = [(net(batch.weak), net(batch.strong)) for net in nets]
+    with autocast:  # §6.1: both peers' weak passes first, since LGA compares their predictions
+        weak = [net(batch.weak) for net in nets]
 
     with torch.no_grad():  # §6.2-6.5: decisions use train-mode predictions of this step
-        probs = [torch.softmax(weak.logits.float(), 1) for weak, _ in outs]
+        probs = [torch.softmax(out.logits.float(), 1) for out in weak]
         chosen, targets = [], []
         for k in range(2):
             s = clean[k][batch.index]
             m = matched_high_confidence(s, probs[k], y, cfg.tau) if cfg.mhcs else s
-            guess = debiased_probs(outs[k][0].logits, priors.clean[k], cfg.debias_pl).argmax(1)
+            guess = debiased_probs(weak[k].logits, priors.clean[k], cfg.debias_pl).argmax(1)
             chosen.append(m)
             targets.append(torch.where(m, y, guess))
         if sched.lga:
@@ -100,23 +101,27 @@ def train_step(
                     targets[k] = torch.where(added, agreed, targets[k])
                 chosen[k] = chosen[k] | added
 
-    # L = L_1 + L_2 is a plain sum over disjoint parameters, so each peer's backward runs as
-    # soon as its loss is formed: the same gradients, and one peer's graph in memory at a time.
-    # The forward order of §6.1/§6.6 (and so every BN update and random draw) is unchanged.
-    terms, total = {}, 0.0
+    # L = L_1 + L_2 is a sum of terms that each come from one forward pass, so each pass's share
+    # is backpropagated as soon as it is formed: the gradients of one backward of L (up to float
+    # summation order) with at most two batch-sized graphs alive (the other peer's weak pass and
+    # the current one) instead of twelve. Per net the forward order of §6.6 (weak, strong, the
+    # mix passes), hence every BN update, and the order of the random draws are unchanged.
+    terms = {}
     optimizer.zero_grad(set_to_none=True)
     for k, net in enumerate(nets):
-        peer = peer_losses(
-            net, outs[k], batch.weak, F.one_hot(targets[k], probs[k].shape[1]).float(),
-            chosen[k], priors.clean[k], priors.unclean[k], sched, cfg, random, autocast,
-        )
-        priors.update(k, probs[k], chosen[k])  # §6.7: after L_k is formed, before backward
-        (peer["loss_h"] + peer["loss_ap"]).backward()  # frees this peer's saved activations
-        peer = {name: v.detach() for name, v in peer.items()}
-        total = total + peer["loss_h"] + peer["loss_ap"]
-        terms |= {f"{name}_{k + 1}": v for name, v in peer.items()}
+        peer = {}
+        for share, pass_terms in peer_passes(
+            net, weak[k], batch, F.one_hot(targets[k], probs[k].shape[1]).float(), chosen[k],
+            priors.clean[k], priors.unclean[k], sched, cfg, random, autocast,
+        ):
+            if share.requires_grad:  # a pass whose every term is over an empty set adds 0
+                share.backward()  # frees this pass's saved activations
+            peer |= {name: v.detach() for name, v in pass_terms.items()}
+        priors.update(k, probs[k], chosen[k])  # §6.7: after L_k is formed
+        terms |= {f"{name}_{k + 1}": v for name, v in peer_totals(peer, sched, cfg).items()}
+    loss = sum(v for name, v in terms.items() if name.startswith(("loss_h", "loss_ap")))
     optimizer.step()
-    return floats(terms | {"loss": total}), chosen
+    return floats(terms | {"loss": loss}), chosen
 
 
 def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -125,10 +130,10 @@ def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(terms, values, strict=True))
 
 
-def peer_losses(
+def peer_passes(
     net: TwoHeadNet,
-    outs: tuple[Heads, Heads],
-    weak: torch.Tensor,
+    weak_out: Heads,
+    batch: Batch,
     targets: torch.Tensor,
     chosen: torch.Tensor,
     prior_c: torch.Tensor,
@@ -137,59 +142,80 @@ def peer_losses(
     cfg: ProMixConfig,
     random: StepRandom,
     autocast,
-) -> dict[str, torch.Tensor]:
-    """Loss terms of one peer (SPEC §6.6). targets: (B, C) one-hots t_k; chosen: (B,) L_k."""
-    (z_w, u_w), (z_s, u_s) = outs
-    alpha = cfg.debias_output
-    unchosen = ~chosen
+):
+    """Loss terms of one peer (SPEC §6.6), one forward pass at a time.
 
-    def labeled(logits_w, logits_s, mix_terms):  # CE + w(CR + MIX + FMIX) for one head
-        ce = masked_mean(soft_ce(adjust_logits(logits_w, prior_c, alpha), targets), chosen)
-        cr = masked_mean(soft_ce(adjust_logits(logits_s, prior_c, alpha), targets), chosen)
-        cr = cr if cfg.consistency else torch.zeros_like(ce)
-        return ce, cr, ce + sched.w * (cr + mix_terms[0] + mix_terms[1])
-
-    mix_h, mix_ap = mixed_losses(net, weak[chosen], targets[chosen], prior_c, cfg, random, autocast)
-    ce, cr, loss_h = labeled(z_w, z_s, mix_h)
-    out = {"ce": ce, "cr": cr, "mix": mix_h[0], "fmix": mix_h[1], "loss_h": loss_h}
-    if not cfg.pseudo_head:
-        return out | {"loss_ap": torch.zeros_like(loss_h)}
-
-    ce_ap, cr_ap, loss_ap = labeled(u_w, u_s, mix_ap)
-    with torch.no_grad():  # r = Sharpen(σ(z̄ - β log π^u), T): the primary head's guess
-        r = sharpen(debiased_probs(z_w, prior_u, cfg.debias_pl), cfg.sharpen_t)
-    unl = masked_mean(soft_ce(adjust_logits(u_w, prior_u, alpha), r), unchosen)
-    unl = unl + sched.w * masked_mean(soft_ce(adjust_logits(u_s, prior_u, alpha), r), unchosen)
-    loss_ap = loss_ap + sched.lambda_u * unl
-    return out | {"ce_ap": ce_ap, "cr_ap": cr_ap, "mix_ap": mix_ap[0], "fmix_ap": mix_ap[1],
-                  "unl": unl, "loss_ap": loss_ap}
-
-
-def mixed_losses(net, x, t, prior_c, cfg: ProMixConfig, random: StepRandom, autocast):
-    """Mixup and FMix losses of both heads on the chosen samples x (n, C, H, W), t (n, K).
-
-    faithful: four extra passes (mix-h, fmix-h, mix-AP, fmix-AP), each with its own draws.
-    efficient: one mixup pass and one FMix pass feed both heads.
-    Returns ((mix_h, fmix_h), (mix_ap, fmix_ap)); zeros with fewer than two chosen samples.
+    targets: (B, K) one-hots t_k; chosen: (B,) L_k. Yields (share, terms) per pass: the
+    pass's named terms and its share of the peer's loss L_h + L_ap, where
+        L_h  = CE + w (CR + MIX + FMIX)
+        L_ap = CE_ap + w (CR_ap + MIX_ap + FMIX_ap) + λ_u (UNL_w + w UNL_s)
+    (peer_totals adds them up for the log). The weak pass comes from the caller.
     """
-    zero = torch.zeros((), device=x.device)
-    result = {"h": [zero, zero], "ap": [zero, zero]}
+    alpha, w, lam = cfg.debias_output, sched.w, sched.lambda_u
+    unchosen = ~chosen
+    with torch.no_grad():  # r = Sharpen(σ(z̄ - β log π^u), T): the primary head's guess
+        r = sharpen(debiased_probs(weak_out.logits, prior_u, cfg.debias_pl), cfg.sharpen_t)
+
+    def labeled(logits):
+        return masked_mean(soft_ce(adjust_logits(logits, prior_c, alpha), targets), chosen)
+
+    def main_pass(out: Heads, name: str, weight: float, on: bool = True):
+        """The weak (CE, UNL_w; weight 1) or strong (CR, UNL_s; weight w) pass."""
+        logits = {name: out.logits} | ({f"{name}_ap": out.pseudo_logits} if cfg.pseudo_head else {})
+        zero = torch.zeros((), device=out.logits.device)
+        terms = {n: labeled(z) if on else zero for n, z in logits.items()}
+        share = weight * sum(terms.values())
+        if cfg.pseudo_head:
+            unl = soft_ce(adjust_logits(out.pseudo_logits, prior_u, alpha), r)
+            terms[f"unl_{name}"] = masked_mean(unl, unchosen)
+            share = share + lam * weight * terms[f"unl_{name}"]
+        return share, terms
+
+    yield main_pass(weak_out, "ce", 1.0)
+    with autocast:
+        strong_out = net(batch.strong)
+    yield main_pass(strong_out, "cr", w, on=cfg.consistency)  # the ablation drops CR, not UNL_s
+    yield from mixed_passes(net, batch.weak[chosen], targets[chosen], prior_c, w, cfg, random,
+                            autocast)
+
+
+def peer_totals(terms: dict[str, torch.Tensor], sched: EpochSchedule, cfg: ProMixConfig):
+    """A peer's logged terms: its passes' terms, L_h and L_ap, and UNL = UNL_w + w UNL_s."""
+    w, zero = sched.w, torch.zeros_like(terms["ce"])
+    out = {name: terms.get(name, zero) for name in ("ce", "cr", "mix", "fmix")}
+    out["loss_h"] = out["ce"] + w * (out["cr"] + out["mix"] + out["fmix"])
+    if not cfg.pseudo_head:
+        return out | {"loss_ap": zero}
+    ap = {name: terms.get(name, zero) for name in ("ce_ap", "cr_ap", "mix_ap", "fmix_ap")}
+    unl = terms["unl_ce"] + w * terms["unl_cr"]
+    loss_ap = ap["ce_ap"] + w * (ap["cr_ap"] + ap["mix_ap"] + ap["fmix_ap"]) + sched.lambda_u * unl
+    return out | ap | {"unl": unl, "loss_ap": loss_ap}
+
+
+def mixed_passes(net, x, t, prior_c, w: float, cfg: ProMixConfig, random: StepRandom, autocast):
+    """Mixup and FMix passes on the chosen samples x (n, C, H, W), t (n, K), one at a time.
+
+    faithful: four passes (mix-h, fmix-h, mix-AP, fmix-AP), each with its own draws.
+    efficient: one mixup pass and one FMix pass feed both heads.
+    Yields (share, terms) per pass, as peer_passes; none with fewer than two chosen samples.
+    """
     if x.shape[0] < 2:  # nothing to mix (and train-mode BN cannot run on a single sample)
-        return tuple(result["h"]), tuple(result["ap"])
-    kinds = [(0, cfg.mixup, mixup, {"alpha": cfg.mixup_alpha}),
-             (1, cfg.fmix, fmix, {"decay": cfg.fmix_decay})]
+        return
+    kinds = [("mix", cfg.mixup, mixup, {"alpha": cfg.mixup_alpha}),
+             ("fmix", cfg.fmix, fmix, {"decay": cfg.fmix_decay})]
     heads = ["h", "ap"] if cfg.pseudo_head else ["h"]
     passes = [(heads, kind) for kind in kinds] if cfg.passes == "efficient" else [
         ([head], kind) for head in heads for kind in kinds
     ]
-    for pass_heads, (slot, enabled, mix, kwargs) in passes:
+    for pass_heads, (name, enabled, mix, kwargs) in passes:
         if not enabled:
             continue
         mixed = mix(x, t, rng=random.rng, generator=random.generator, **kwargs)
         with autocast:
             out = net(mixed.images)
+        terms = {}
         for head in pass_heads:
             logits = out.logits if head == "h" else out.pseudo_logits
             loss = soft_ce(adjust_logits(logits, prior_c, cfg.debias_output), mixed.targets)
-            result[head][slot] = loss.mean()
-    return tuple(result["h"]), tuple(result["ap"])
+            terms[name if head == "h" else f"{name}_ap"] = loss.mean()
+        yield w * sum(terms.values()), terms

@@ -1,6 +1,7 @@
 """The training step on a tiny model: finite terms, gradient routing, empty-set guards."""
 
 import dataclasses
+import weakref
 
 import numpy as np
 import pytest
@@ -153,3 +154,75 @@ def test_lga_adds_agreed_samples_up_to_the_cap():
     assert [int(m.sum()) for m in chosen] == [4, 4]  # ⌊0.5 * 8⌋ - 0
     _, chosen = _step(*_setup()[:2], batch, clean, cfg=cfg, sched=_sched(lga=False))
     assert [int(m.sum()) for m in chosen] == [0, 0]
+
+
+def test_pass_by_pass_backward_equals_one_backward_of_the_loss(monkeypatch):
+    """The step backpropagates each pass's share of L at once. Deferring every share to one
+    backward of their sum must give the same gradients, and the sum must be the logged loss."""
+    cfg, sched = ProMixConfig(tau=0.34), _sched(lga=True, w=0.7, lambda_u=0.3)
+    clean = [torch.arange(B) < 5, torch.arange(B) >= 2]
+    nets, opt, batch = _setup(3)
+    _step(nets, opt, batch, clean, cfg=cfg, sched=sched)
+    per_pass = [p.grad.clone() for net in nets for p in net.parameters()]
+
+    nets, opt, batch = _setup(3)
+    shares, real_step = [], opt.step
+    monkeypatch.setattr(torch.Tensor, "backward", lambda share, *a, **k: shares.append(share))
+
+    def deferred_step():
+        monkeypatch.undo()
+        sum(shares).backward()
+        real_step()
+
+    opt.step = deferred_step
+    terms, _ = _step(nets, opt, batch, clean, cfg=cfg, sched=sched)
+    assert len(shares) == 2 * 6  # every pass of both peers (faithful), each its own share
+    assert float(sum(shares)) == pytest.approx(terms["loss"], rel=1e-6)
+    once = [p.grad for net in nets for p in net.parameters()]
+    for a, b in zip(per_pass, once, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+class _Held:
+    def __init__(self, t):
+        self.t = t
+
+
+class _SavedBytes:
+    """Bytes of the activations autograd holds for backward, and their peak."""
+
+    def __init__(self):
+        self.now = self.peak = 0
+
+    def pack(self, t):
+        holder = _Held(t)
+        size = t.numel() * t.element_size()
+        self.now += size
+        self.peak = max(self.peak, self.now)
+        weakref.finalize(holder, self._free, size)
+        return holder
+
+    def _free(self, size):
+        self.now -= size
+
+    def __enter__(self):
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda h: h.t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.__exit__(*exc)
+
+
+@pytest.mark.parametrize("passes", ["faithful", "efficient"])
+def test_at_most_two_passes_are_held_for_backward(passes):
+    """Peak saved activations of a whole step (12 or 8 passes) stay near two weak passes."""
+    nets, opt, batch = _setup()
+    with _SavedBytes() as one:
+        out = nets[0](batch.weak)
+    del out
+    with _SavedBytes() as step:
+        _step(nets, opt, batch, [torch.ones(B, dtype=torch.bool)] * 2,
+              cfg=ProMixConfig(passes=passes))
+    assert one.peak > 0 and step.now == 0
+    assert step.peak <= 2.2 * one.peak
