@@ -13,8 +13,8 @@ benchmarks/table.py (same command, same protocol hash), so the two scripts share
 definition; this one records, per machine, last-epoch test accuracy, the final clean
 selection's precision and recall against the true labels, and wall time, to
 benchmarks/results/accuracy.jsonl, and writes docs/accuracy.md. A cell already measured on the
-same machine is skipped. Every later speed change must leave these accuracies within noise
-(the seed-to-seed spread in docs/benchmarks.md).
+same machine is skipped (`--again` measures it anew). Every later speed change must leave these
+accuracies within noise (the seed-to-seed spread in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -40,15 +40,14 @@ def row_key(row: dict) -> tuple:
 
 
 def measured(results: Path) -> list[dict]:
-    """This script's rows, plus the same cells at seed 1 from the table's results (the same
-    runs by definition), one row per (cell, noise, protocol, machine)."""
-    rows = table.load_results(results) + [
-        r for r in table.load_results(table.RESULTS)
-        if r["cell"] in CELLS and r["seed"] == SEED and r["budget"] == "cpu"]
+    """The same cells at seed 1 from the table's results (the same runs by definition), then
+    this script's rows; the latest row per (cell, noise, protocol, machine) wins."""
+    rows = [r for r in table.load_results(table.RESULTS)
+            if r["cell"] in CELLS and r["seed"] == SEED and r["budget"] == "cpu"]
     unique = {}
-    for r in rows:
+    for r in rows + table.load_results(results):
         if r["protocol"] == table.protocol_hash(r["cell"], r["noise"], "cpu"):
-            unique.setdefault(row_key(r), r)
+            unique[row_key(r)] = r
     return list(unique.values())
 
 
@@ -98,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=CELLS, help="run only this method")
     ap.add_argument("--noise", action="append", choices=sorted(table.NOISES))
     ap.add_argument("--report", action="store_true", help="only regenerate the markdown")
+    ap.add_argument("--again", action="store_true",
+                    help="measure cells already measured here (after a change to the step); "
+                         "the new row replaces the old one in the doc")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--doc", type=Path, default=DOC)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "accuracy")
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         done = {row_key(r) for r in measured(args.results)}
         for cell in args.only or RUN:
             for noise in args.noise or list(table.NOISES):
-                if (cell, noise, table.protocol_hash(cell, noise, "cpu"), here) in done:
+                key = (cell, noise, table.protocol_hash(cell, noise, "cpu"), here)
+                if key in done and not args.again:
                     print(f"{cell} {noise}: already measured on this machine")
                     continue
                 print(f"{cell} {noise} ...", flush=True)

@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -186,8 +187,21 @@ def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
         "device": device.type,
         "precision": str(resolve_precision(cfg.run.precision, device)).removeprefix("torch."),
         "concurrent_jobs": jobs,
-        "promix_version": __version__, "date": time.strftime("%Y-%m-%d"), **extra,
+        "promix_version": __version__, "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
+        **extra,
     }
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with "+" when it has uncommitted changes), None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def grid(budget: str, only: list[str] | None, seeds) -> list[tuple[str, str, int]]:
