@@ -165,6 +165,7 @@ def cell_config(cell: str, noise: str, seed: int, budget: str, data_root: Path |
 def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
              data_root: Path | None = None, jobs: int = 1) -> dict:
     cfg = cell_config(cell, noise, seed, budget, data_root)
+    commit = git_commit()  # of the code that runs, before any later commit
     run_dir = runs / budget / f"{cell}-{noise}-s{seed}-{protocol_hash(cell, noise, budget)}"
     if run_dir.is_dir():
         cfg.run.resume = str(run_dir)  # continue a cell killed half way
@@ -187,7 +188,7 @@ def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
         "device": device.type,
         "precision": str(resolve_precision(cfg.run.precision, device)).removeprefix("torch."),
         "concurrent_jobs": jobs,
-        "promix_version": __version__, "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
+        "promix_version": __version__, "commit": commit, "date": time.strftime("%Y-%m-%d"),
         **extra,
     }
 
