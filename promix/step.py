@@ -104,7 +104,7 @@ def train_step(
     # L = L_1 + L_2 is a sum of terms that each come from one forward pass, so each pass's share
     # is backpropagated as soon as it is formed: the gradients of one backward of L (up to float
     # summation order) with at most two batch-sized graphs alive (the other peer's weak pass and
-    # the current one) instead of twelve. Per net the forward order of §6.6 (weak, strong, the
+    # the current one) instead of all twelve. Per net the forward order of §6.6 (weak, strong, the
     # mix passes), hence every BN update, and the order of the random draws are unchanged.
     terms = {}
     optimizer.zero_grad(set_to_none=True)
@@ -114,7 +114,7 @@ def train_step(
             net, weak[k], batch, F.one_hot(targets[k], probs[k].shape[1]).float(), chosen[k],
             priors.clean[k], priors.unclean[k], sched, cfg, random, autocast,
         ):
-            if share.requires_grad:  # a pass whose every term is over an empty set adds 0
+            if share.requires_grad:  # not so only for a constant 0 share (CR ablated, no h_AP)
                 share.backward()  # frees this pass's saved activations
             peer |= {name: v.detach() for name, v in pass_terms.items()}
         priors.update(k, probs[k], chosen[k])  # §6.7: after L_k is formed
