@@ -180,3 +180,23 @@ def test_sync_bn_on_cpu_is_refused_before_any_collective():
     trainer = Trainer(cfg, build_dataset(cfg.data))
     with pytest.raises(ConfigError, match="needs CUDA"):
         attach(trainer, World(rank=0, size=2))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() < 2,
+                    reason="NCCL needs two CUDA devices here (one rank per GPU)")
+@pytest.mark.parametrize("sync_bn", ["false", "true"])
+def test_nccl_ranks_hold_the_same_weights(tmp_path, sync_bn):
+    """The same job on two GPUs (NCCL), with and without SyncBatchNorm."""
+    args = [a for a in ARGS if a != "--device=cpu"] + ["--device=cuda", f"--sync_bn={sync_bn}"]
+    debug = tmp_path / "debug"
+    debug.mkdir()
+    proc = launch([*args, f"--out_dir={tmp_path}", "--run.name=nccl"], nproc=2, cwd=tmp_path,
+                  env={"PROMIX_DEBUG_DIR": str(debug)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (dumps(debug, r) for r in (0, 1))
+    for e in EPOCHS:
+        assert rank0[e]["size"] == rank1[e]["size"] == 2
+        assert rank0[e]["weights"] == rank1[e]["weights"], e
+        assert rank0[e]["chosen"] == rank1[e]["chosen"], e
+    assert len({rank0[e]["weights"] for e in EPOCHS}) == len(EPOCHS)
