@@ -1,6 +1,6 @@
 """How many operators a ProMix step launches, against its compute floor, and who launches them.
 
-    python benchmarks/op_count.py [--archive PATH] [--batch 256]
+    python benchmarks/op_count.py [--archive PATH] [--batch 256] [--profile FILE.txt]
 
 On a GPU a small network's kernels take microseconds, so a step costs about its operator
 count times the per-operator launch overhead; on a CPU the same count hardly matters. This
@@ -8,7 +8,9 @@ counts the top-level ATen operators (torch.profiler) of one real small_cnn ProMi
 (faithful passes, views included), of the floor step with the same pass sizes
 (benchmarks/throughput.py), and of the weak and strong views alone. Runs on the CPU: the
 operator count does not depend on the device. Prints the counts and writes
-benchmarks/results/op_count.json.
+benchmarks/results/op_count.json. With --profile, also profiles one step on the trainer's
+device (CUDA when there is one, with run.augment's default) and writes torch.profiler's table
+of the operators by self CPU time, and the step's wall time against its GPU kernel time.
 """
 
 from __future__ import annotations
@@ -40,13 +42,30 @@ def top_level_ops(fn) -> int:
     return sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
 
 
+def profile_step(t, sched, path: Path) -> None:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if t.device.type == "cuda"
+                                           else [])
+    t.train_epoch(sched)  # untimed: first-call setup
+    throughput.sync()
+    with profile(activities=activities) as prof:
+        wall = throughput.clock(lambda: t.train_epoch(sched))
+    events = prof.key_averages()
+    gpu = sum(e.self_device_time_total for e in events) / 1e6 if len(activities) > 1 else 0.0
+    head = (f"one ProMix step on {t.device} ({t.cfg.run.augment} strong view, batch "
+            f"{t.batch_size}): {wall * 1e3:.1f} ms wall (profiled), GPU kernels "
+            f"{gpu * 1e3:.1f} ms\n")
+    path.write_text(head + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
+    print(head)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archive", type=Path, default=throughput.DEFAULT_ARCHIVE)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/op_count.json")
+    ap.add_argument("--profile", type=Path, help="also write a profile of one step here")
     args = ap.parse_args()
-    args.precision, args.compile = "fp32", False
+    args.precision, args.compile, args.device, args.augment = "fp32", False, "auto", "auto"
     loaded = load_raw(DataConfig(dataset="cifar10", root=str(args.archive)))
     t = throughput.make_trainer(loaded, args, "small_cnn", args.batch, args.batch // 5)
     first = t.schedule.at(t.schedule.warmup)
@@ -58,8 +77,10 @@ def main() -> None:
         step = top_level_ops(lambda: t.train_epoch(first))
     plan = throughput.promix_plan(sizes, args.batch, "faithful")
     floor = top_level_ops(lambda: throughput.floor_steps(t, plan, contextlib.nullcontext()))
-    x, g = t.images[: args.batch], torch.Generator().manual_seed(0)
-    strong = top_level_ops(lambda: strong_view(x, generator=g, flip=True))
+    if args.profile:
+        profile_step(t, first, args.profile)
+    x, g = t.images[: args.batch], torch.Generator(t.device).manual_seed(0)
+    strong = top_level_ops(lambda: strong_view(x, generator=g, flip=True, render=t.render))
     weak = top_level_ops(lambda: weak_view(x, generator=g, flip=True))
     row = {"batch": args.batch, "chosen": sizes, "step": step, "floor": floor,
            "strong_view": strong, "weak_view": weak, "rest_of_step": step - strong - weak,

@@ -41,10 +41,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import promix.trainer as trainer_module
 from promix.config import Config, DataConfig
+from promix.data.augment import strong_view
 from promix.data.load import load_raw, prepare
 from promix.hardware import autocast, bf16_is_fast
 from promix.selection import class_quotas, class_small_loss
-from promix.trainer import Trainer
+from promix.trainer import Trainer, strong_renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz"
@@ -107,6 +108,7 @@ def make_trainer(loaded, args, model: str, batch: int, per_class: int | None) ->
     cfg.model.name, cfg.model.width = model, 32
     cfg.optim.batch_size = batch
     cfg.run.precision, cfg.run.progress, cfg.run.compile = args.precision, False, args.compile
+    cfg.run.device, cfg.run.augment = args.device, args.augment
     return Trainer(cfg, prepare("cifar10", loaded, cfg.data))
 
 
@@ -213,6 +215,7 @@ def measure_model(args, model: str) -> dict:
     log(f"{model}: N={n}, batch {batch}, {steps} ProMix steps, {t.dtype}")
     warmup_plan = [[[b], [b]] for b in [batch] * (n // batch) + [n % batch] * (n % batch > 0)]
     floor_steps(t, [[[batch], [batch]]], ctx)  # untimed: creates the kernels once
+    t.views(torch.arange(batch, device=t.device), strong=True)  # untimed: CUDA graph capture
     row = {"model": model, "batch": batch, "n_train": n, "promix_steps": steps, "repeats": reps,
            "precision": str(t.dtype).removeprefix("torch."), "flops_per_pass": flops_per_image(t)}
     times: dict[str, float] = {}
@@ -234,11 +237,31 @@ def measure_model(args, model: str) -> dict:
         log(f"  {model} {', '.join(f'{k} {v:.1f}' for k, v in times.items())}")
     row |= times
     # On a CPU the bf16 emulation can take minutes at full batch; a GPU takes the real one.
-    row |= precision_ratio(t, batch if t.device.type == "cuda" else min(bf16_batch, batch))
+    if args.precision_batch:
+        bf16_batch = args.precision_batch
+    elif t.device.type == "cuda":
+        bf16_batch = batch
+    row |= precision_ratio(t, min(bf16_batch, batch))
+    row |= view_times(t, batch)
     row["peak_rss_gb"] = peak_rss_gb()
     if t.device.type == "cuda":
         row["cuda_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return row
+
+
+def view_times(t: Trainer, b: int, repeats: int = 10) -> dict:
+    """Milliseconds per strong view of a batch, in each run.augment mode this device has."""
+    x, out = t.images[:b], {"augment": t.cfg.run.augment}
+    modes = ["grouped", "dense"] + (["graph"] if t.device.type == "cuda" else [])
+    for mode in modes:
+        render = strong_renderer(mode, t.device)
+        g = torch.Generator(t.device).manual_seed(0)
+        strong_view(x, generator=g, render=render)  # untimed: kernels, graph capture
+        out[f"strong_view_{mode}_ms"] = 1e3 * clock(
+            lambda g=g, render=render: [strong_view(x, generator=g, render=render)
+                                        for _ in range(repeats)]
+        ) / repeats
+    return out
 
 
 def precision_ratio(t: Trainer, b: int) -> dict:
@@ -325,6 +348,9 @@ def report(rows: list[dict], memory: list[dict], args, seconds: float) -> dict:
         line("  floor GFLOP/s", f"{p}_floor_gflops", "{:.1f}")
     line("efficient speed-up", "efficient_speedup", "{:.2f}x")
     line("bf16 / fp32 speed", "bf16_speedup", "{:.2f}x")
+    for mode in ("grouped", "dense", "graph"):
+        if all(f"strong_view_{mode}_ms" in r for r in rows):
+            line(f"strong view {mode} ms", f"strong_view_{mode}_ms", "{:.3g}")
     line("peak RSS GB", "peak_rss_gb", "{:.2f}")
     if all("cuda_max_allocated_gb" in r for r in rows):
         line("CUDA max allocated GB", "cuda_max_allocated_gb", "{:.2f}")
@@ -372,6 +398,13 @@ def parse(argv=None):
     ap.add_argument("--repeats", default="", help="timed repeats per model, e.g. resnet18=2")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the backbones")
+    ap.add_argument("--augment", default="auto", choices=["auto", "grouped", "dense", "graph"],
+                    help="run.augment: how the strong view runs")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--precision-batch", type=int, default=0,
+                    help="batch of the fp32/bf16 floor comparison (default: 8 for ResNet-18 on "
+                         "a CPU, where emulated bf16 is slow; else the training batch)")
     ap.add_argument("--memory-models", default="small_cnn", help="e.g. small_cnn,resnet18")
     ap.add_argument("--memory-batch", type=int, default=256)
     ap.add_argument("--memory-steps", type=int, default=3, help="0: skip the memory run")
@@ -385,6 +418,8 @@ def parse(argv=None):
 
 def main(argv=None) -> None:
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.archive.is_file():
         sys.exit(f"{args.archive} not found: pass --archive PATH/cifar-10-python.tar.gz")
     if args.child:

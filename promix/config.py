@@ -115,6 +115,11 @@ class RunConfig:
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX/AVX512-BF16) | fp32 | bf16
     channels_last: bool = True
     compile: bool = False  # torch.compile the backbones
+    # How the strong view runs (same pixels every way, docs/augment.md): grouped (each op on the
+    # samples that drew it: least arithmetic, 3 host syncs), dense (every op on the whole batch:
+    # fixed shapes, no sync), graph (dense, replayed as one CUDA graph; CUDA only).
+    # auto: graph on CUDA, grouped on CPU.
+    augment: str = "auto"
     out_dir: str = "runs"  # run directories are created under this
     name: str | None = None  # run directory name (default: time stamp and preset)
     eval_batch_size: int = 1024  # batch of the selection pass and evaluation
@@ -154,6 +159,7 @@ CHOICES = {
     "run.method": {"promix", "ce", "coteaching"},
     "run.device": {"auto", "cpu", "cuda"},
     "run.precision": {"auto", "fp32", "bf16"},
+    "run.augment": {"auto", "grouped", "dense", "graph"},
 }
 
 

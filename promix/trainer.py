@@ -7,6 +7,7 @@ re-read from disk, and no dataset is rebuilt.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,19 +16,30 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config
+from .config import Config, ConfigError
 from .coteaching import coteaching_step, forget_rate_at, resolve_forget_rate
-from .data.augment import normalize, strong_view, weak_view
+from .data.augment import normalize, render_strong, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
 from .debias import PriorState
 from .distributed import World
-from .hardware import autocast, resolve_device, resolve_precision, seed_everything
+from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, accuracy, predict, selection_quality
 from .models import TwoHeadNet, create_model
 from .schedules import EpochSchedule, Schedule, prior_momentum
 from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean
 from .step import Batch, StepRandom, train_step, warmup_step
+
+
+def strong_renderer(mode: str, device: torch.device):
+    """The strong view's `render` for run.augment (config.py): identical pixels, other speed."""
+    if mode == "auto":
+        mode = "graph" if device.type == "cuda" else "grouped"
+    if mode == "graph":
+        if device.type != "cuda":
+            raise ConfigError("--augment=graph needs a CUDA device; use grouped or dense on a CPU")
+        return CudaGraphed(functools.partial(render_strong, dense=True))
+    return functools.partial(render_strong, dense=mode == "dense")
 
 
 @dataclass
@@ -63,6 +75,7 @@ class Trainer:
         self.mean = torch.tensor(mean, device=self.device)
         self.std = torch.tensor(std, device=self.device)
         self.flip = flip_default(cfg.data)
+        self.render = strong_renderer(run.augment, self.device)
         self.num_classes = data.num_classes
         n_nets = 1 if run.method == "ce" else 2
         self.nets = [self._model() for _ in range(n_nets)]
@@ -153,8 +166,8 @@ class Trainer:
                          channels_last=cl)
         strong_x = None
         if strong:
-            strong_x = normalize(strong_view(x, generator=g, flip=self.flip), self.mean, self.std,
-                                 channels_last=cl)
+            strong_x = normalize(strong_view(x, generator=g, flip=self.flip, render=self.render),
+                                 self.mean, self.std, channels_last=cl)
         return Batch(weak, strong_x, self.labels[index], index)
 
     def train_epoch(self, sched: EpochSchedule) -> dict:

@@ -6,6 +6,8 @@ tensor op is expected to match it pixel for pixel.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
@@ -14,15 +16,20 @@ import PIL.ImageOps
 import pytest
 import torch
 
+from promix.config import ConfigError
 from promix.data.augment import (
     OPS,
     apply_cutout,
     apply_policy,
+    apply_policy_dense,
     normalize,
+    render_strong,
     strong_view,
     weak_view,
 )
 from promix.data.randaugment import RANGES, apply_op, sample_ops
+from promix.hardware import CudaGraphed
+from promix.trainer import strong_renderer
 
 # --- PIL reference ------------------------------------------------------------------------
 
@@ -167,6 +174,45 @@ def test_policy_grouping_equals_per_sample_ops(shape):
         for k in range(3):
             want[i : i + 1] = apply_op(want[i : i + 1], OPS[op[i, k]], v[i, k : k + 1])
     torch.testing.assert_close(apply_policy(x, op, v), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (3, 24, 40)])
+def test_dense_policy_equals_grouped_policy(shape):
+    """apply_policy_dense runs every op on every sample and keeps the drawn one: same pixels."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.from_numpy(images("natural", 96, *shape, seed=3))
+    op, v = sample_ops(96, 3, generator=g, device=x.device)
+    assert set(op.flatten().tolist()) == set(range(len(OPS)))  # every op is exercised
+    dense = apply_policy_dense(x, op, v)
+    torch.testing.assert_close(dense, apply_policy(x, op, v), rtol=0, atol=0)
+    assert (dense != x).any()
+
+
+def test_strong_view_renders_the_same_pixels_grouped_and_dense():
+    x = torch.from_numpy(images("natural", 64, 3, 32, 32, seed=4))
+    views = [strong_view(x, generator=torch.Generator().manual_seed(9),
+                         render=functools.partial(render_strong, dense=dense))
+             for dense in (False, True)]
+    torch.testing.assert_close(views[0], views[1], rtol=0, atol=0)
+    assert not torch.equal(views[0], strong_view(x, generator=torch.Generator().manual_seed(10)))
+
+
+def test_cuda_graph_augment_needs_cuda():
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        strong_renderer("graph", torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replays_the_eager_strong_view():
+    """Replayed graphs give the eager grouped result, batch after batch (inputs are copied in)."""
+    graphed = CudaGraphed(functools.partial(render_strong, dense=True))
+    for seed in range(3):
+        x = torch.from_numpy(images("natural", 128, 3, 32, 32, seed=seed)).cuda()
+        views = [strong_view(x, generator=torch.Generator("cuda").manual_seed(seed),
+                             render=render)
+                 for render in (render_strong, graphed)]
+        torch.testing.assert_close(views[1], views[0], rtol=0, atol=0)
+    assert not graphed.failed and len(graphed.graphs) == 1
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)])

@@ -6,16 +6,25 @@ device, so a run is reproducible and no image goes through PIL or a Python loop.
 
     weak   = flip (p = 0.5), then zero-pad by `pad` and crop back (RandomCrop(32, padding=4))
     strong = `num_ops` RandAugment ops (randaugment.py), then Cutout, then weak
+
+The strong view is drawn (`draw_strong`) and then rendered (`render_strong`), a pure function
+of the images and the draws, in one of two ways with identical results: ops applied to groups
+of the samples that drew them (`apply_policy`: least arithmetic, best on a CPU) or every op
+applied to the whole batch (`apply_policy_dense`: fixed shapes and no host sync, so a GPU can
+replay the whole render as one CUDA graph, `promix.hardware.CudaGraphed`).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from .randaugment import AFFINE_OPS, OPS, affine_matrix, apply_op, sample_ops, warp
+from .randaugment import AFFINE_OPS, OPS, RANGES, affine_matrix, apply_op, sample_ops, warp
 
 __all__ = [
-    "OPS", "weak_view", "strong_view", "normalize", "apply_cutout", "apply_policy", "shift_and_flip"
+    "OPS", "weak_view", "strong_view", "normalize", "apply_cutout", "apply_policy",
+    "apply_policy_dense", "shift_and_flip", "StrongDraws", "draw_strong", "render_strong",
 ]
 
 CUTOUT_FILL = (125, 123, 114)  # RGB, from the reference; grey images use its L value, 123
@@ -77,15 +86,16 @@ def weak_view(
     Returns (B, C, H, W) uint8 on x's device. `generator` must live on x's device.
     """
     _check_images(x, generator)
-    return _weak(x, generator, flip, _default_pad(x.shape[2], pad))
-
-
-def _weak(x: torch.Tensor, generator: torch.Generator, flip: bool, pad: int) -> torch.Tensor:
-    b, dev = x.shape[0], x.device
-    flips = torch.rand(b, generator=generator, device=dev) < 0.5
-    flips = flips & flip  # draw anyway so flip=False consumes the same random numbers
-    dy, dx = torch.randint(-pad, pad + 1, (2, b), generator=generator, device=dev)
+    pad = _default_pad(x.shape[2], pad)
+    flips, (dy, dx) = _draw_flip_and_shift(x.shape[0], generator, x.device, flip, pad)
     return shift_and_flip(x, dy, dx, flips, pad)
+
+
+def _draw_flip_and_shift(b: int, generator: torch.Generator, device, flip: bool, pad: int):
+    """The weak view's draws: (B,) flips, then (2, B) crop offsets (dy, dx)."""
+    flips = torch.rand(b, generator=generator, device=device) < 0.5
+    flips = flips & flip  # drawn anyway so flip=False consumes the same random numbers
+    return flips, torch.randint(-pad, pad + 1, (2, b), generator=generator, device=device)
 
 
 def apply_cutout(
@@ -109,9 +119,46 @@ def apply_cutout(
     in_x = (xs >= x0.view(b, 1, 1)) & (xs <= x1.view(b, 1, 1)) & (v > 0).view(b, 1, 1)
     in_y = (ys >= y0.view(b, 1, 1)) & (ys <= y1.view(b, 1, 1))
     box = (in_y.to(torch.uint8) * in_x.to(torch.uint8)).unsqueeze(1)  # (B, 1, H, W)
-    fill = CUTOUT_FILL if c == 3 else (123,)
-    fill = torch.tensor(fill, dtype=torch.uint8, device=x.device).view(1, c, 1, 1)
+    fill = torch.empty(1, c, 1, 1, dtype=torch.uint8, device=x.device)
+    for channel, value in enumerate(CUTOUT_FILL if c == 3 else (123,)):  # no host copy
+        fill[0, channel] = value
     return x * (1 - box) + box * fill  # uint8 arithmetic: vectorized, unlike torch.where
+
+
+class StrongDraws(NamedTuple):
+    """The random draws of one strong view of a batch of B images."""
+
+    op: torch.Tensor  # (B, num_ops) indices into OPS
+    v: torch.Tensor  # (B, num_ops) float64 magnitudes
+    cut: torch.Tensor  # (3, B) float64 uniforms: Cutout size, centre x, centre y
+    flip: torch.Tensor  # (B,) bool
+    shift: torch.Tensor  # (2, B) long crop offsets (dy, dx) in [-pad, pad]
+
+
+def draw_strong(
+    b: int, *, generator: torch.Generator, device, num_ops: int = 3, flip: bool = True,
+    pad: int = 4,
+) -> StrongDraws:
+    """Draws, in this order: `sample_ops` (op indices, then magnitudes); (v_c, cx, cy) as one
+    (3, B) float64 draw; then the weak view's flips and offsets."""
+    op, v = sample_ops(b, num_ops, generator=generator, device=device)
+    cut = torch.rand(3, b, generator=generator, device=device, dtype=torch.float64)
+    return StrongDraws(op, v, cut, *_draw_flip_and_shift(b, generator, device, flip, pad))
+
+
+def render_strong(
+    x: torch.Tensor, op: torch.Tensor, v: torch.Tensor, cut: torch.Tensor, flip: torch.Tensor,
+    shift: torch.Tensor, *, cutout: float = 0.5, pad: int = 4, dense: bool = False,
+) -> torch.Tensor:
+    """The strong view of x (B, C, H, W) uint8 for given draws (the fields of StrongDraws).
+
+    dense: run `apply_policy_dense` instead of `apply_policy` (same result).
+    """
+    h, w = x.shape[2:]
+    x = (apply_policy_dense if dense else apply_policy)(x, op, v)
+    # np.random.uniform(32) is uniform(low=32, high=1): centres in (1, size] (SPEC quirk).
+    x = apply_cutout(x, cut[0] * cutout, w + (1 - w) * cut[1], h + (1 - h) * cut[2])
+    return shift_and_flip(x, shift[0], shift[1], flip, pad)
 
 
 def strong_view(
@@ -122,27 +169,24 @@ def strong_view(
     pad: int | None = None,
     num_ops: int = 3,
     cutout: float = 0.5,
+    render=render_strong,
 ) -> torch.Tensor:
     """SPEC §7.2 strong view: `num_ops` random ops, Cutout, then the weak view.
 
     Per sample: ops drawn uniformly with replacement from OPS, each with v ~ U[range], applied
     in sequence and re-quantised to uint8; Cutout with side v_c * W, v_c ~ U[0, cutout);
     then flip and pad-and-crop as in `weak_view`. x: (B, C, H, W) uint8, C in {1, 3}.
-    Returns (B, C, H, W) uint8 on x's device.
-    Random draws, in this order: `sample_ops` (op indices, then magnitudes); (v_c, cx, cy)
-    as one (3, B) float64 draw; then the weak view's flips and offsets.
+    Returns (B, C, H, W) uint8 on x's device. The order of the random draws is
+    `draw_strong`'s. render: `render_strong` or a wrapper of it with the same signature (e.g.
+    dense, or replayed as a CUDA graph).
     """
     _check_images(x, generator)
     if num_ops < 0 or not 0 <= cutout <= 1:
         raise ValueError(f"need num_ops >= 0 and 0 <= cutout <= 1, got {num_ops}, {cutout}")
-    b, _, h, w = x.shape
-    dev = x.device
-    op, v = sample_ops(b, num_ops, generator=generator, device=dev)
-    x = apply_policy(x, op, v)
-    u = torch.rand(3, b, generator=generator, device=dev, dtype=torch.float64)
-    # np.random.uniform(32) is uniform(low=32, high=1): centres in (1, size] (SPEC quirk).
-    x = apply_cutout(x, u[0] * cutout, w + (1 - w) * u[1], h + (1 - h) * u[2])
-    return _weak(x, generator, flip, _default_pad(h, pad))
+    pad = _default_pad(x.shape[2], pad)
+    draws = draw_strong(x.shape[0], generator=generator, device=x.device, num_ops=num_ops,
+                        flip=flip, pad=pad)
+    return render(x, *draws, cutout=cutout, pad=pad)
 
 
 def apply_policy(x: torch.Tensor, op: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -172,6 +216,35 @@ def apply_policy(x: torch.Tensor, op: torch.Tensor, v: torch.Tensor) -> torch.Te
                 parts.append(apply_op(xs, OPS[g], v[rows, k]))
         x = torch.cat(parts)
     return x.index_select(0, torch.argsort(perm))
+
+
+def apply_policy_dense(x: torch.Tensor, op: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """`apply_policy`'s result with fixed shapes and no host sync.
+
+    For each slot every op runs on the whole batch and each sample keeps the output of the op
+    it drew (the others get an in-range magnitude, so their discarded outputs stay finite).
+    About ten times the arithmetic of grouping, but the same kernels whatever the draws,
+    which is what a CUDA graph needs; on a CPU, where the arithmetic is the cost, use
+    `apply_policy`.
+    """
+    h, w = x.shape[2:]
+    for k in range(op.shape[1]):
+        op_k, v_k = op[:, k], v[:, k]
+        out = x
+        for g, name in enumerate(OPS):
+            if name == "Identity" or name in AFFINE_OPS:
+                continue
+            drew = op_k == g
+            magnitude = torch.where(drew, v_k, RANGES[name][0])
+            out = torch.where(drew.view(-1, 1, 1, 1), apply_op(x, name, magnitude), out)
+        kind = torch.zeros_like(op_k)  # index into AFFINE_OPS
+        affine = torch.zeros_like(op_k, dtype=torch.bool)
+        for i, name in enumerate(AFFINE_OPS):
+            drew = op_k == OPS.index(name)
+            kind, affine = torch.where(drew, i, kind), affine | drew
+        m = affine_matrix(kind, torch.where(affine, v_k, 0.0), h, w)
+        x = torch.where(affine.view(-1, 1, 1, 1), warp(x, m), out)
+    return x
 
 
 def normalize(

@@ -55,11 +55,15 @@ def apply_lut(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
 
 
 def histogram(x: torch.Tensor) -> torch.Tensor:
-    """Counts of each value per sample and channel: (n,C,H,W) uint8 -> (n,C,256) int64."""
+    """Counts of each value per sample and channel: (n,C,H,W) uint8 -> (n,C,256) int64.
+
+    A scatter-add into a fixed-size tensor, not `bincount`, whose output size depends on the
+    data and which therefore syncs with the host on CUDA (and cannot be in a CUDA graph).
+    """
     n, c = x.shape[:2]
-    offset = torch.arange(n * c, device=x.device).view(n, c, 1, 1) * 256
-    counts = torch.bincount((x.long() + offset).flatten(), minlength=n * c * 256)
-    return counts.view(n, c, 256)
+    values = x.reshape(n, c, -1).long()
+    counts = torch.zeros(n, c, 256, dtype=torch.long, device=x.device)
+    return counts.scatter_add_(2, values, torch.ones_like(values))
 
 
 def autocontrast(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -123,8 +127,8 @@ def smooth(x: torch.Tensor) -> torch.Tensor:
     Filter.c sums each kernel row in float32 starting from the bottom row, adds 0.5 and
     truncates; we keep its order of operations so the rounding agrees.
     """
-    k = torch.tensor([1.0, 5.0], device=x.device) / torch.tensor(13.0, device=x.device)
-    a, b = k[0], k[1]
+    # float32 weights 1/13 and 5/13 as 0-d tensors made on the device (no host copy).
+    a, b = (torch.full((), k, dtype=torch.float32, device=x.device) / 13 for k in (1.0, 5.0))
     f = x.to(torch.float32)
 
     def row(r: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
@@ -156,11 +160,13 @@ def affine_matrix(kind: torch.Tensor, v: torch.Tensor, h: int, w: int) -> torch.
     Image.rotate (angle mod 360, cos and sin rounded to 15 decimals, centre (w/2, h/2)).
     """
     v = v.double()
+    # Constants filled on the device, not copied from the host, so this can run in a CUDA graph.
     slope = torch.zeros(len(AFFINE_OPS), 6, dtype=torch.float64, device=v.device)
-    slope[1:, :] = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0],  # ShearX, ShearY
-                                 [0, 0, w, 0, 0, 0], [0, 0, 0, 0, 0, h]],  # TranslateX, Y
-                                device=v.device)
-    identity = torch.tensor([1, 0, 0, 0, 1, 0], dtype=torch.float64, device=v.device)
+    for op, coefficient, value in (("ShearX", 1, 1), ("ShearY", 3, 1),
+                                   ("TranslateX", 2, w), ("TranslateY", 5, h)):
+        slope[AFFINE_OPS.index(op), coefficient] = value
+    identity = torch.zeros(6, dtype=torch.float64, device=v.device)
+    identity[0] = identity[4] = 1
     linear = identity + v.unsqueeze(1) * slope[kind]
     theta = -(torch.where(v < 0, v + 360.0, v) * (math.pi / 180.0))
     cos = torch.round(torch.cos(theta), decimals=15)
