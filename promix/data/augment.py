@@ -120,8 +120,8 @@ def apply_cutout(
     in_y = (ys >= y0.view(b, 1, 1)) & (ys <= y1.view(b, 1, 1))
     box = (in_y.to(torch.uint8) * in_x.to(torch.uint8)).unsqueeze(1)  # (B, 1, H, W)
     fill = torch.empty(1, c, 1, 1, dtype=torch.uint8, device=x.device)
-    for channel, value in enumerate(CUTOUT_FILL if c == 3 else (123,)):  # no host copy
-        fill[0, channel] = value
+    for channel, value in enumerate(CUTOUT_FILL if c == 3 else (123,)):
+        fill[0, channel].fill_(value)  # not `= value`: no host copy (CUDA graphs)
     return x * (1 - box) + box * fill  # uint8 arithmetic: vectorized, unlike torch.where
 
 

@@ -160,13 +160,14 @@ def affine_matrix(kind: torch.Tensor, v: torch.Tensor, h: int, w: int) -> torch.
     Image.rotate (angle mod 360, cos and sin rounded to 15 decimals, centre (w/2, h/2)).
     """
     v = v.double()
-    # Constants filled on the device, not copied from the host, so this can run in a CUDA graph.
+    # Constants filled on the device, so this can run in a CUDA graph: `t[i] = 1` on a CUDA
+    # tensor copies a CPU scalar, which graph capture refuses; `t[i].fill_(1)` does not.
     slope = torch.zeros(len(AFFINE_OPS), 6, dtype=torch.float64, device=v.device)
     for op, coefficient, value in (("ShearX", 1, 1), ("ShearY", 3, 1),
                                    ("TranslateX", 2, w), ("TranslateY", 5, h)):
-        slope[AFFINE_OPS.index(op), coefficient] = value
+        slope[AFFINE_OPS.index(op), coefficient].fill_(value)
     identity = torch.zeros(6, dtype=torch.float64, device=v.device)
-    identity[0] = identity[4] = 1
+    identity[0::4].fill_(1)  # a, e
     linear = identity + v.unsqueeze(1) * slope[kind]
     theta = -(torch.where(v < 0, v + 360.0, v) * (math.pi / 180.0))
     cos = torch.round(torch.cos(theta), decimals=15)
