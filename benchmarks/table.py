@@ -230,7 +230,8 @@ def summarize(rows: list[dict], cell: str, noise: str, budget: str) -> dict | No
     if not found:
         return None
     accs = [100 * r["test_accuracy"] for r in found]
-    return {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+    return {"by_seed": {r["seed"]: 100 * r["test_accuracy"] for r in found},
+            "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "n": len(accs), "wall": statistics.mean(r["wall_seconds"] for r in found),
             "where": sorted({where(r) for r in found}),
             "rho": [r["rho_auto_mean"] for r in found if "rho_auto_mean" in r]}
@@ -261,8 +262,20 @@ def fmt_time(s: dict | None) -> str:
     return f"{fmt_seconds(s['wall'])} ({', '.join(s['where'])})"
 
 
+def delta(s: dict | None, base: dict | None) -> float | None:
+    """Mean change from base over the seeds both have (paired: the same noisy labels), or
+    None when they share no seed."""
+    if s is None or base is None:
+        return None
+    common = sorted(set(s["by_seed"]) & set(base["by_seed"]))
+    if not common:
+        return None
+    return statistics.mean(s["by_seed"][k] - base["by_seed"][k] for k in common)
+
+
 def fmt_delta(s: dict | None, base: dict | None) -> str:
-    return "-" if s is None or base is None else f"{s['mean'] - base['mean']:+.2f}"
+    d = delta(s, base)
+    return "-" if d is None else f"{d:+.2f}"
 
 
 def write_doc(path: Path, rows: list[dict], budget: str, seeds) -> None:
@@ -307,7 +320,9 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds) -> None:
         accs = " | ".join(fmt_acc(stats[cell, n]) for n in noises)
         out.append(f"| {cell} | {accs} | {fmt_time(stats[cell, noises[0]])} |")
     out += ["", "## Ablations: ProMix minus one part", "",
-            "Δ is the change from ProMix (the first row) in accuracy points.", "",
+            "Δ is the change from ProMix (the first row) in accuracy points, paired: averaged "
+            "over the seeds both have, so a one-seed variant is compared with ProMix's run on "
+            "the same noisy labels.", "",
             "| variant | switches | " + " | ".join(f"{NOISES[n][1]} | Δ" for n in noises) + " |",
             "|---|---" + "|---|---" * len(noises) + "|"]
     for cell in ["promix", *ABLATIONS, *CONTROLS]:
@@ -356,8 +371,8 @@ def findings(stats: dict, noises) -> list[str]:
                 diff = base["mean"] - stats[other, n]["mean"]
                 verdict = "beats" if diff > 0 else "does NOT beat"
                 lines.append(f"- {NOISES[n][1]}: ProMix {verdict} {other} ({diff:+.2f} points).")
-        drops = sorted((stats[a, n]["mean"] - base["mean"], a) for a in ABLATIONS
-                       if base and stats[a, n])
+        drops = sorted((delta(stats[a, n], base), a) for a in ABLATIONS
+                       if delta(stats[a, n], base) is not None)
         if drops:
             order = ", ".join(f"{a} ({d:+.2f})" for d, a in drops)
             lines.append(f"- {NOISES[n][1]}: ablations from the most harmful to the least: "

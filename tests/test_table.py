@@ -110,3 +110,12 @@ def test_rho_estimators_report_the_true_clean_fraction(tmp_path, monkeypatch):
         sum(truth["per_class"]) / 10, abs=0.05)  # classes are nearly equal in size
     for name in ("gmm1", "agree1", "joint1", "gmm2"):
         assert all(0 <= v <= 1 for v in rows[-1][name]["per_class"])
+
+
+def test_ablation_delta_is_paired_on_the_seeds_both_cells_have():
+    """A one-seed variant is compared with ProMix's run on the same seed, not its mean."""
+    base = {"by_seed": {1: 66.0, 2: 64.0}, "mean": 65.0}
+    variant = {"by_seed": {2: 63.5}, "mean": 63.5}
+    assert table.delta(variant, base) == pytest.approx(-0.5)  # not 63.5 - 65.0
+    assert table.delta({"by_seed": {3: 70.0}, "mean": 70.0}, base) is None
+    assert table.fmt_delta(None, base) == "-"
