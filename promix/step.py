@@ -110,15 +110,16 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     for k, net in enumerate(nets):
         peer = {}
-        for share, pass_terms in peer_passes(
+        for pass_terms in peer_passes(
             net, weak[k], batch, F.one_hot(targets[k], probs[k].shape[1]).float(), chosen[k],
             priors.clean[k], priors.unclean[k], sched, cfg, random, autocast,
         ):
+            share = weighted_sum(pass_terms.values())
             if share.requires_grad:  # not so only for a constant 0 share (CR ablated, no h_AP)
                 share.backward()  # frees this pass's saved activations
-            peer |= {name: v.detach() for name, v in pass_terms.items()}
+            peer |= {name: Term(t.weight, t.value.detach()) for name, t in pass_terms.items()}
         priors.update(k, probs[k], chosen[k])  # §6.7: after L_k is formed
-        terms |= {f"{name}_{k + 1}": v for name, v in peer_totals(peer, sched, cfg).items()}
+        terms |= {f"{name}_{k + 1}": v for name, v in peer_totals(peer, sched.w).items()}
     loss = sum(v for name, v in terms.items() if name.startswith(("loss_h", "loss_ap")))
     optimizer.step()
     return floats(terms | {"loss": loss}), chosen
@@ -128,6 +129,17 @@ def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     """0-d tensors to Python floats with one device-to-host copy (one sync, not one per term)."""
     values = torch.stack([v.float() for v in terms.values()]).tolist()
     return dict(zip(terms, values, strict=True))
+
+
+class Term(NamedTuple):
+    """One named loss term and its weight in the peer's loss L_h + L_ap."""
+
+    weight: float
+    value: torch.Tensor  # 0-d
+
+
+def weighted_sum(terms) -> torch.Tensor:
+    return sum(t.weight * t.value for t in terms)
 
 
 def peer_passes(
@@ -145,11 +157,13 @@ def peer_passes(
 ):
     """Loss terms of one peer (SPEC §6.6), one forward pass at a time.
 
-    targets: (B, K) one-hots t_k; chosen: (B,) L_k. Yields (share, terms) per pass: the
-    pass's named terms and its share of the peer's loss L_h + L_ap, where
+    targets: (B, K) one-hots t_k; chosen: (B,) L_k. Yields each pass's named `Term`s, whose
+    weighted sum is the pass's share of the peer's loss L_h + L_ap, where
         L_h  = CE + w (CR + MIX + FMIX)
         L_ap = CE_ap + w (CR_ap + MIX_ap + FMIX_ap) + λ_u (UNL_w + w UNL_s)
-    (peer_totals adds them up for the log). The weak pass comes from the caller.
+    The weights are written here only; `peer_totals` sums them for the log. Terms of the
+    pseudo head end in "_ap", the unlabeled terms start with "unl". The weak pass comes from
+    the caller.
     """
     alpha, w, lam = cfg.debias_output, sched.w, sched.lambda_u
     unchosen = ~chosen
@@ -159,17 +173,15 @@ def peer_passes(
     def labeled(logits):
         return masked_mean(soft_ce(adjust_logits(logits, prior_c, alpha), targets), chosen)
 
-    def main_pass(out: Heads, name: str, weight: float, on: bool = True):
+    def main_pass(out: Heads, name: str, weight: float, on: bool = True) -> dict[str, Term]:
         """The weak (CE, UNL_w; weight 1) or strong (CR, UNL_s; weight w) pass."""
         logits = {name: out.logits} | ({f"{name}_ap": out.pseudo_logits} if cfg.pseudo_head else {})
         zero = torch.zeros((), device=out.logits.device)
-        terms = {n: labeled(z) if on else zero for n, z in logits.items()}
-        share = weight * sum(terms.values())
+        terms = {n: Term(weight, labeled(z) if on else zero) for n, z in logits.items()}
         if cfg.pseudo_head:
             unl = soft_ce(adjust_logits(out.pseudo_logits, prior_u, alpha), r)
-            terms[f"unl_{name}"] = masked_mean(unl, unchosen)
-            share = share + lam * weight * terms[f"unl_{name}"]
-        return share, terms
+            terms[f"unl_{name}"] = Term(lam * weight, masked_mean(unl, unchosen))
+        return terms
 
     yield main_pass(weak_out, "ce", 1.0)
     with autocast:
@@ -179,17 +191,18 @@ def peer_passes(
                             autocast)
 
 
-def peer_totals(terms: dict[str, torch.Tensor], sched: EpochSchedule, cfg: ProMixConfig):
-    """A peer's logged terms: its passes' terms, L_h and L_ap, and UNL = UNL_w + w UNL_s."""
-    w, zero = sched.w, torch.zeros_like(terms["ce"])
-    out = {name: terms.get(name, zero) for name in ("ce", "cr", "mix", "fmix")}
-    out["loss_h"] = out["ce"] + w * (out["cr"] + out["mix"] + out["fmix"])
-    if not cfg.pseudo_head:
-        return out | {"loss_ap": zero}
-    ap = {name: terms.get(name, zero) for name in ("ce_ap", "cr_ap", "mix_ap", "fmix_ap")}
-    unl = terms["unl_ce"] + w * terms["unl_cr"]
-    loss_ap = ap["ce_ap"] + w * (ap["cr_ap"] + ap["mix_ap"] + ap["fmix_ap"]) + sched.lambda_u * unl
-    return out | ap | {"unl": unl, "loss_ap": loss_ap}
+def peer_totals(terms: dict[str, Term], w: float) -> dict[str, torch.Tensor]:
+    """A peer's logged terms: each term's value (0 for a pass that did not run), L_h and L_ap
+    as their terms' weighted sums (what was backpropagated), and UNL = UNL_w + w UNL_s."""
+    zero = torch.zeros_like(terms["ce"].value)
+    out = {name: zero for name in ("ce", "cr", "mix", "fmix")}
+    if "ce_ap" in terms:  # the pseudo head is on
+        out |= {name: zero for name in ("ce_ap", "cr_ap", "mix_ap", "fmix_ap")}
+        out["unl"] = terms["unl_ce"].value + w * terms["unl_cr"].value
+    out |= {name: t.value for name, t in terms.items() if not name.startswith("unl")}
+    ap = [t for name, t in terms.items() if name.endswith("_ap") or name.startswith("unl")]
+    h = [t for name, t in terms.items() if not (name.endswith("_ap") or name.startswith("unl"))]
+    return out | {"loss_h": weighted_sum(h), "loss_ap": weighted_sum(ap) if ap else zero}
 
 
 def mixed_passes(net, x, t, prior_c, w: float, cfg: ProMixConfig, random: StepRandom, autocast):
@@ -197,7 +210,7 @@ def mixed_passes(net, x, t, prior_c, w: float, cfg: ProMixConfig, random: StepRa
 
     faithful: four passes (mix-h, fmix-h, mix-AP, fmix-AP), each with its own draws.
     efficient: one mixup pass and one FMix pass feed both heads.
-    Yields (share, terms) per pass, as peer_passes; none with fewer than two chosen samples.
+    Yields each pass's `Term`s, as peer_passes; none with fewer than two chosen samples.
     """
     if x.shape[0] < 2:  # nothing to mix (and train-mode BN cannot run on a single sample)
         return
@@ -217,5 +230,5 @@ def mixed_passes(net, x, t, prior_c, w: float, cfg: ProMixConfig, random: StepRa
         for head in pass_heads:
             logits = out.logits if head == "h" else out.pseudo_logits
             loss = soft_ce(adjust_logits(logits, prior_c, cfg.debias_output), mixed.targets)
-            terms[name if head == "h" else f"{name}_ap"] = loss.mean()
-        yield w * sum(terms.values()), terms
+            terms[name if head == "h" else f"{name}_ap"] = Term(w, loss.mean())
+        yield terms
