@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="promix", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="train and write a run directory")
+    p_train = sub.add_parser(
+        "train", help="train and write a run directory",
+        epilog="Every config field is also an option: --field=value (e.g. --epochs=60, "
+               "--augment=graph) or --section.field=value. `promix config [--preset P]` "
+               "lists them all with their values.")
     p_train.add_argument("--preset", help="a preset name (`promix presets`) or a .toml file")
     p_train.add_argument("--data", help="an image folder or a CSV manifest (path,label[,split])")
     p_train.add_argument("--resume", metavar="RUN_DIR",
