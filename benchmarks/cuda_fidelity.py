@@ -19,14 +19,14 @@ from pathlib import Path
 
 import torch
 
-from promix.config import DataConfig
-from promix.data.augment import draw_strong, render_strong
-from promix.data.load import load_raw
-from promix.data.randaugment import OPS, RANGES, apply_op
-from promix.hardware import CudaGraphed
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import DEFAULT_ARCHIVE, ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz"
+from promix.config import DataConfig  # noqa: E402
+from promix.data.augment import draw_strong, render_strong  # noqa: E402
+from promix.data.load import load_raw  # noqa: E402
+from promix.data.randaugment import OPS, RANGES, apply_op  # noqa: E402
+from promix.hardware import CudaGraphed  # noqa: E402
 
 
 def differing(a: torch.Tensor, b: torch.Tensor) -> dict:

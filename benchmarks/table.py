@@ -273,9 +273,13 @@ def delta(s: dict | None, base: dict | None) -> float | None:
     return statistics.mean(s["by_seed"][k] - base["by_seed"][k] for k in common)
 
 
-def paired_mean(s: dict, other: dict) -> float:
-    """s's mean over the seeds it shares with other."""
-    return statistics.mean(v for k, v in s["by_seed"].items() if k in other["by_seed"])
+def kept(s: dict | None, base: dict | None) -> float | None:
+    """s's accuracy as a percentage of base's over the seeds both have, or None."""
+    d = delta(s, base)
+    if d is None:
+        return None
+    base_mean = statistics.mean(v for k, v in base["by_seed"].items() if k in s["by_seed"])
+    return 100 * (1 + d / base_mean)
 
 
 def fmt_delta(s: dict | None, base: dict | None) -> str:
@@ -353,10 +357,9 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds) -> None:
             f"| epochs | {heads} | kept | wall time per run |", rule + "---|"]
     for label, cell in [("28", "promix"), ("14", "promix-14ep"), ("7", "promix-7ep")]:
         accs = " | ".join(fmt_acc(stats[cell, n]) for n in noises)
-        kept = "; ".join(f"{100 * (1 + delta(stats[cell, n], stats['promix', n]) / base):.0f}%"
-                         for n in noises if delta(stats[cell, n], stats["promix", n]) is not None
-                         for base in [paired_mean(stats["promix", n], stats[cell, n])])
-        out.append(f"| {label} | {accs} | {kept or '-'} | {fmt_time(stats[cell, noises[0]])} |")
+        shares = [kept(stats[cell, n], stats["promix", n]) for n in noises]
+        kept_col = "; ".join(f"{k:.0f}%" for k in shares if k is not None)
+        out.append(f"| {label} | {accs} | {kept_col or '-'} | {fmt_time(stats[cell, noises[0]])} |")
     out += ["", "## Findings", "", *findings(stats, noises), "", "## Commands", "",
             "Seed 1 of each cell; seed 2 changes `--seed=1 --noise_seed=1` to 2. Run from the "
             "repository root.", "", "```"]
@@ -393,14 +396,13 @@ def findings(stats: dict, noises) -> list[str]:
                     f"{', '.join(hurt) or 'nothing'} hurts; "
                     f"within it: {', '.join(same) or 'none'}.")
         for cell in SHORT:
-            d = delta(stats[cell, n], base)
+            d, share = delta(stats[cell, n], base), kept(stats[cell, n], base)
             if d is not None:
-                kept = 100 * (1 + d / paired_mean(base, stats[cell, n]))
                 ce = stats["ce", n]
                 versus = "" if ce is None else (
                     f"; {'above' if stats[cell, n]['mean'] > ce['mean'] else 'below'} "
                     f"28-epoch cross-entropy ({ce['mean']:.2f})")
-                lines.append(f"- {NOISES[n][1]}: {cell} ({CELLS[cell][0]}) keeps {kept:.0f}% of "
+                lines.append(f"- {NOISES[n][1]}: {cell} ({CELLS[cell][0]}) keeps {share:.0f}% of "
                              f"ProMix's accuracy on the same seeds ({d:+.2f} points){versus}.")
         fixed = [(stats[c, n]["mean"], c) for c in ("rho-0.3", "promix", "rho-0.7")
                  if stats[c, n]]

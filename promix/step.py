@@ -200,8 +200,9 @@ def peer_totals(terms: dict[str, Term], w: float) -> dict[str, torch.Tensor]:
         out |= {name: zero for name in ("ce_ap", "cr_ap", "mix_ap", "fmix_ap")}
         out["unl"] = terms["unl_ce"].value + w * terms["unl_cr"].value
     out |= {name: t.value for name, t in terms.items() if not name.startswith("unl")}
-    ap = [t for name, t in terms.items() if name.endswith("_ap") or name.startswith("unl")]
-    h = [t for name, t in terms.items() if not (name.endswith("_ap") or name.startswith("unl"))]
+    in_ap = {name: name.endswith("_ap") or name.startswith("unl") for name in terms}
+    ap = [t for name, t in terms.items() if in_ap[name]]
+    h = [t for name, t in terms.items() if not in_ap[name]]
     return out | {"loss_h": weighted_sum(h), "loss_ap": weighted_sum(ap) if ap else zero}
 
 

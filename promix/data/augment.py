@@ -223,9 +223,9 @@ def apply_policy_dense(x: torch.Tensor, op: torch.Tensor, v: torch.Tensor) -> to
 
     For each slot every op runs on the whole batch and each sample keeps the output of the op
     it drew (the others get an in-range magnitude, so their discarded outputs stay finite).
-    About ten times the arithmetic of grouping, but the same kernels whatever the draws,
-    which is what a CUDA graph needs; on a CPU, where the arithmetic is the cost, use
-    `apply_policy`.
+    Several times the arithmetic of grouping (5x the time on a CPU, docs/augment.md), but the
+    same kernels whatever the draws, which is what a CUDA graph needs; on a CPU, where the
+    arithmetic is the cost, use `apply_policy`.
     """
     h, w = x.shape[2:]
     for k in range(op.shape[1]):
