@@ -3,16 +3,15 @@ the time per batch of 256 images for each view.
 
     python benchmarks/augment_grid.py [--out benchmarks/results/augment_grid.png] [--n 6]
 
-Rows are images (the embedded MNIST sample, then CIFAR-10's data_batch_1 if the archive is
-at --cifar); columns are the original, two weak views and four strong views.
+Rows are images (the embedded MNIST sample, then the first CIFAR-10 training images if the
+archive is at --cifar); columns are the original, two weak views and four strong views.
 """
 
 from __future__ import annotations
 
 import argparse
-import pickle
 import platform
-import tarfile
+import sys
 import time
 from pathlib import Path
 
@@ -23,21 +22,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from promix.data.augment import strong_view, weak_view  # noqa: E402
+from promix.data.cifar import load_cifar  # noqa: E402
 from promix.data.embedded import load_mnist5k  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR = Path("/work/shared/data/cifar10/cifar-10-python.tar.gz")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
+
 WEAK, STRONG = 2, 4  # views per image in the grid
 
 
 def load_cifar_batch(path: Path, n: int) -> torch.Tensor | None:
-    """The first n images of data_batch_1, (n, 3, 32, 32) uint8, or None without the archive."""
-    if not path.is_file():
+    """The first n CIFAR-10 training images, (n, 3, 32, 32) uint8, or None without the archive
+    (read with promix's restricted unpickler, like any user's archive)."""
+    if not path.exists():
         return None
-    with tarfile.open(path, "r:gz") as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("data_batch_1"))
-        batch = pickle.load(tar.extractfile(member), encoding="bytes")  # trusted local data
-    return torch.from_numpy(batch[b"data"][:n]).view(-1, 3, 32, 32)
+    return load_cifar("cifar10", path).train.images[:n]
 
 
 def views(x: torch.Tensor, seed: int) -> list[torch.Tensor]:
@@ -95,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/augment_grid.png")
     parser.add_argument("--n", type=int, default=6, help="images per dataset in the grid")
-    parser.add_argument("--cifar", type=Path, default=CIFAR, help="cifar-10-python.tar.gz")
+    parser.add_argument("--cifar", type=Path, default=CIFAR10_ARCHIVE,
+                        help="cifar-10-python.tar.gz")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per view")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

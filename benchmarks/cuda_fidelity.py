@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import DEFAULT_ARCHIVE, ROOT  # noqa: E402
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 from promix.config import DataConfig  # noqa: E402
 from promix.data.augment import draw_strong, render_strong  # noqa: E402
@@ -36,7 +36,7 @@ def differing(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
+    ap.add_argument("--archive", type=Path, default=CIFAR10_ARCHIVE)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cuda_fidelity.json")
     ap.add_argument("--images", type=int, default=2048)
     args = ap.parse_args(argv)

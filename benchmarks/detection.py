@@ -47,8 +47,9 @@ from promix.issues import QUALITY_METHODS, detection_metrics, find_label_issues
 from promix.runs import load_tensors
 from promix.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
+
 TEST_SIZE = 2000  # test images for the accuracy sanity check (evaluated every epoch)
 
 
@@ -166,7 +167,7 @@ def table(results: list[dict]) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, default=DEFAULT_ARCHIVE, help="CIFAR-10 archive/folder")
+    ap.add_argument("--root", type=Path, default=CIFAR10_ARCHIVE, help="CIFAR-10 archive/folder")
     ap.add_argument("--per_class", type=int, default=100, help="training images per class")
     ap.add_argument("--epochs", type=int, default=12, help="epochs of every model")
     ap.add_argument("--warmup_epochs", type=int, default=None, help="None: auto")

@@ -27,8 +27,9 @@ from PIL import Image
 from promix.data.cifar import load_cifar
 from promix.data.folder import load_folder
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
+
 TARGETS = {"cifar10_folder": 5.0, "cifar10_targz": 15.0, "imagefolder_cached": 5.0}
 
 
@@ -63,7 +64,7 @@ def machine() -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
+    ap.add_argument("--archive", type=Path, default=CIFAR10_ARCHIVE)
     ap.add_argument("--n", type=int, default=50_000, help="JPEGs in the ImageFolder test")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "loading.json")
     args = ap.parse_args(argv)

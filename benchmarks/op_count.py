@@ -60,7 +60,7 @@ def profile_step(t, sched, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archive", type=Path, default=throughput.DEFAULT_ARCHIVE)
+    ap.add_argument("--archive", type=Path, default=throughput.CIFAR10_ARCHIVE)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/op_count.json")
     ap.add_argument("--profile", type=Path, help="also write a profile of one step here")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import pickle
+import sys
 import tarfile
 from pathlib import Path
 
@@ -25,7 +26,8 @@ import numpy as np
 from promix.data.cifar import load_cifar
 from promix.data.load import first_per_class
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 
 def batch(name: str, images: np.ndarray, labels: np.ndarray) -> bytes:
@@ -36,8 +38,7 @@ def batch(name: str, images: np.ndarray, labels: np.ndarray) -> bytes:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", type=Path,
-                    default=ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz")
+    ap.add_argument("--source", type=Path, default=CIFAR10_ARCHIVE)
     ap.add_argument("--out", type=Path, default=ROOT / ".gpudata" / "cifar-10-python.tar.gz")
     ap.add_argument("--per-class", type=int, default=1000)
     args = ap.parse_args()

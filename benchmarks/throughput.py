@@ -47,8 +47,9 @@ from promix.hardware import autocast, bf16_is_fast
 from promix.selection import class_quotas, class_small_loss
 from promix.trainer import Trainer, strong_renderer
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10" / "cifar-10-python.tar.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
+
 REFERENCE_IPS = 7.75  # the reference's ResNet-18 ProMix epoch, images/s (AMX machine)
 TARGET_EFFICIENCY = 0.85
 # model -> (batch, ProMix steps per epoch, timed repeats of every epoch, bf16 floor batch)
@@ -389,7 +390,7 @@ def child(args, what: str) -> dict:
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
+    ap.add_argument("--archive", type=Path, default=CIFAR10_ARCHIVE)
     ap.add_argument("--out", type=Path,
                     default=ROOT / "benchmarks" / "results" / "throughput.json")
     ap.add_argument("--models", default="small_cnn,resnet18")
