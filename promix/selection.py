@@ -4,12 +4,14 @@
 - `matched_high_confidence`: MHCS inside the step (SPEC §6.3).
 - `agreement_candidates`: LGA, label guessing by agreement, with its cap (SPEC §6.5).
 - `auto_rho`: per-class clean fractions from the loss distribution (no noise rate needed).
-- `gmm_clean`: DivideMix's two-component Gaussian mixture on the losses (an ablation).
+- `gmm_clean`: DivideMix's two-component Gaussian mixture on the losses (an ablation), fitted
+  by `fit_gmm`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -97,9 +99,11 @@ def auto_rho(
 ) -> torch.Tensor:
     """Per-class clean fractions estimated from the loss distribution, clipped to [low, high].
 
-    For each class, a two-component 1-d Gaussian mixture on its normalized losses (`gmm_clean`
-    with the class's samples) estimates the weight of the low-loss component; that weight is
-    the class's selection ratio. Shape (C,). Used with the per_class quota rule.
+    For each class with at least 8 samples, a two-component 1-d Gaussian mixture on its
+    normalized losses (`gmm_clean` on the class's samples); the share of the class whose
+    low-loss posterior exceeds 0.5 is the class's selection ratio. Shape (C,). Used with the
+    per_class quota rule. (The mixture's own weight of that component is
+    `GaussianMixture.clean_weight`; benchmarks/rho_estimators.py compares the two.)
     """
     rho = torch.full((num_classes,), high, dtype=torch.float64)
     for c in range(num_classes):
@@ -109,20 +113,50 @@ def auto_rho(
     return rho.clamp(low, high)
 
 
-def gmm_clean(loss: torch.Tensor, *, iters: int = 50, threshold: float = 0.5) -> torch.Tensor:
-    """DivideMix's selection: fit a 2-component GMM to the min-max normalized losses and keep
-    samples whose posterior of the low-mean component exceeds `threshold`. (N,) -> bool (N,)."""
-    x = loss.double()
-    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
-    mu = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype, device=x.device))
+class GaussianMixture(NamedTuple):
+    """A two-component 1-d Gaussian mixture fitted by `fit_gmm` (each field has shape (2,),
+    except `posterior`, (N, 2))."""
+
+    weight: torch.Tensor
+    mean: torch.Tensor
+    var: torch.Tensor
+    posterior: torch.Tensor
+
+    @property
+    def clean(self) -> int:
+        """Index of the low-mean (clean) component."""
+        return int(self.mean.argmin())
+
+    @property
+    def clean_weight(self) -> float:
+        """The mixture's estimate of the clean fraction: the low-mean component's weight."""
+        return float(self.weight[self.clean])
+
+
+def fit_gmm(x: torch.Tensor, *, iters: int = 50) -> GaussianMixture:
+    """EM for a two-component 1-d Gaussian mixture on x (N,), started from its quartiles."""
+    x = x.double()
+    mean = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype, device=x.device))
     var = torch.full((2,), float(x.var().clamp_min(1e-4)), dtype=x.dtype, device=x.device)
     weight = torch.full((2,), 0.5, dtype=x.dtype, device=x.device)
     for _ in range(iters):
-        log_p = -0.5 * ((x[:, None] - mu) ** 2 / var + var.log()) + weight.log()
+        log_p = -0.5 * ((x[:, None] - mean) ** 2 / var + var.log()) + weight.log()
         post = torch.softmax(log_p, dim=1)  # (N, 2)
         total = post.sum(0).clamp_min(1e-12)
         weight = total / len(x)
-        mu = (post * x[:, None]).sum(0) / total
-        var = ((post * (x[:, None] - mu) ** 2).sum(0) / total).clamp_min(1e-4)  # reg_covar
-    clean_component = int(mu.argmin())
-    return post[:, clean_component] > threshold
+        mean = (post * x[:, None]).sum(0) / total
+        var = ((post * (x[:, None] - mean) ** 2).sum(0) / total).clamp_min(1e-4)  # reg_covar
+    return GaussianMixture(weight, mean, var, post)
+
+
+def min_max(x: torch.Tensor) -> torch.Tensor:
+    """x scaled to [0, 1] (a constant x maps to 0)."""
+    x = x.double()
+    return (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
+
+
+def gmm_clean(loss: torch.Tensor, *, iters: int = 50, threshold: float = 0.5) -> torch.Tensor:
+    """DivideMix's selection: fit a 2-component GMM to the min-max normalized losses and keep
+    samples whose posterior of the low-mean component exceeds `threshold`. (N,) -> bool (N,)."""
+    gmm = fit_gmm(min_max(loss), iters=iters)
+    return gmm.posterior[:, gmm.clean] > threshold

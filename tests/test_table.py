@@ -98,18 +98,45 @@ def test_rho_estimators_report_the_true_clean_fraction(tmp_path, monkeypatch):
     import rho_estimators
 
     out = tmp_path / "r.json"
-    monkeypatch.setattr(sys, "argv", ["rho_estimators.py", "--budget", "tiny",
+    monkeypatch.setattr(sys, "argv", ["rho_estimators.py", "--budget", "tiny", "--seeds", "1",
                                       "--promix-epochs", "1", "--out", str(out)])
     rho_estimators.main()
-    rows = json.loads(out.read_text())["settings"]["sym50"]
+    record = json.loads(out.read_text())
+    rows = record["settings"]["sym50/seed1"]
     assert [r["phase"] for r in rows] == ["warmup", "promix"]  # tiny: 1 warm-up epoch
     truth = rows[0]["truth"]
     # 200 digits, 50% symmetric noise over 10 classes: about 55% of labels are right.
     assert 0.4 < truth["overall"] < 0.7
     assert truth["overall"] == pytest.approx(
         sum(truth["per_class"]) / 10, abs=0.05)  # classes are nearly equal in size
-    for name in ("gmm1", "agree1", "joint1", "gmm2"):
+    for name in ("gmm1", "gmm_weight1", "gmm_log1", "gmm_global1", "agree1", "joint1", "gmm2"):
         assert all(0 <= v <= 1 for v in rows[-1][name]["per_class"])
+    summary = record["summary"]["sym50"]
+    assert summary["truth"]["error"] == 0 and summary["gmm"]["seeds"] == 1
+    assert summary["gmm"]["overall"] == pytest.approx(rows[0]["gmm1"]["overall"])
+
+
+def test_rho_estimators_summary_is_taken_at_the_end_of_the_warm_up():
+    import rho_estimators
+
+    def row(epoch, phase, truth, est):
+        return {"epoch": epoch, "phase": phase,
+                "truth": {"overall": sum(truth) / 2, "per_class": truth},
+                "gmm1": {"overall": sum(est) / 2, "per_class": est},
+                "gmm2": {"overall": 0.0, "per_class": [0.0, 0.0]}}  # peer 2: not summarized
+
+    settings = {
+        "sym50/seed1": [row(0, "warmup", [0.5, 0.7], [0.1, 0.1]),
+                        row(1, "warmup", [0.5, 0.7], [0.4, 0.6]),  # the one summarized
+                        row(2, "promix", [0.5, 0.7], [0.9, 0.1])],
+        "sym50/seed2": [row(0, "warmup", [0.6, 0.4], [0.7, 0.3])],
+    }
+    s = rho_estimators.summary(settings)["sym50"]
+    assert set(s) == {"truth", "gmm"}
+    assert s["gmm"]["overall"] == pytest.approx((0.5 + 0.5) / 2)
+    assert s["gmm"]["error"] == pytest.approx(((0.5 - 0.6) + (0.5 - 0.5)) / 2)
+    assert s["gmm"]["corr"] == pytest.approx(1.0)  # both seeds rank the classes like the truth
+    assert rho_estimators.correlation([0.3, 0.3], [0.1, 0.2]) is None
 
 
 def test_ablation_delta_is_paired_on_the_seeds_both_cells_have():
