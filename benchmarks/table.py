@@ -370,6 +370,24 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds) -> None:
     path.write_text("\n".join(out))
 
 
+def best_rho_against_baselines(stats: dict, n: str, fixed: list[tuple[float, str]]) -> list[str]:
+    """Where a hand-set ρ other than the paper's is best, how that ProMix compares with the
+    baselines, paired on the seeds both have (the `user` preset's ρ is 0.7)."""
+    if len(fixed) < 2 or max(fixed)[1] == "promix":
+        return []
+    _, cell = max(fixed)
+    parts = []
+    for other in ("ce", "coteaching"):
+        d = delta(stats[cell, n], stats[other, n]) if stats[other, n] else None
+        if d is not None:
+            parts.append(f"{'beats' if d > 0 else 'does NOT beat'} {other} ({d:+.2f})")
+    if not parts:
+        return []
+    seeds = stats[cell, n]["n"]
+    return [f"- {NOISES[n][1]}: with the best hand-set ρ ({cell}, {seeds} "
+            f"seed{'s' if seeds > 1 else ''}), ProMix {' and '.join(parts)}, paired by seed."]
+
+
 def findings(stats: dict, noises) -> list[str]:
     """Statements that follow from the numbers present; nothing is claimed for missing cells."""
     lines = []
@@ -412,6 +430,7 @@ def findings(stats: dict, noises) -> list[str]:
             verdict = "matches or beats" if auto >= best - 0.5 else "is below"
             lines.append(f"- {NOISES[n][1]}: automatic ρ ({auto:.2f}) {verdict} the best "
                          f"hand-set ρ ({cell}, {best:.2f}; within 0.5 points counts as a match).")
+        lines += best_rho_against_baselines(stats, n, fixed)
     if not lines:
         lines.append("- Nothing has been run yet at this budget.")
     lines.append("- Against the paper: its ablation numbers could not be retrieved (SPEC §11), "

@@ -146,3 +146,21 @@ def test_ablation_delta_is_paired_on_the_seeds_both_cells_have():
     assert table.delta(variant, base) == pytest.approx(-0.5)  # not 63.5 - 65.0
     assert table.delta({"by_seed": {3: 70.0}, "mean": 70.0}, base) is None
     assert table.fmt_delta(None, base) == "-"
+
+
+def test_best_hand_set_rho_is_compared_with_the_baselines_on_the_same_seeds():
+    def cell(by_seed):
+        vals = list(by_seed.values())
+        return {"by_seed": by_seed, "mean": sum(vals) / len(vals), "n": len(vals), "std": 0.0}
+
+    stats = {("rho-0.7", "asym40"): cell({1: 69.0, 2: 67.0}),
+             ("ce", "asym40"): cell({1: 64.0, 2: 68.0, 3: 0.0}),
+             ("coteaching", "asym40"): cell({3: 50.0})}  # no common seed: not compared
+    fixed = [(64.0, "promix"), (68.0, "rho-0.7")]
+    lines = table.best_rho_against_baselines(stats, "asym40", fixed)
+    assert lines == ["- asym 40%: with the best hand-set ρ (rho-0.7, 2 seeds), ProMix beats ce "
+                     "(+2.00), paired by seed."]
+    stats["ce", "asym40"] = cell({1: 70.0, 2: 69.0})
+    assert "does NOT beat ce (-1.50)" in table.best_rho_against_baselines(stats, "asym40",
+                                                                           fixed)[0]
+    assert table.best_rho_against_baselines(stats, "asym40", [(70.0, "promix")] + fixed) == []
