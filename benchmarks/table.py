@@ -287,7 +287,7 @@ def fmt_delta(s: dict | None, base: dict | None) -> str:
     return "-" if d is None else f"{d:+.2f}"
 
 
-def write_doc(path: Path, rows: list[dict], budget: str, seeds) -> None:
+def write_doc(path: Path, rows: list[dict], budget: str, seeds=SEEDS) -> None:
     noises = BUDGETS[budget]["noises"]
     stats = {(c, n): summarize(rows, c, n, budget) for c in CELLS for n in noises}
     heads = " | ".join(NOISES[n][1] for n in noises)
@@ -480,12 +480,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {len(missing)} of {len(todo)} cells left", file=sys.stderr)
         return 0
     if not args.report:
-        run_all(missing, args, seeds)
-    write_doc(args.doc, load_results(args.results), args.budget, seeds)
+        run_all(missing, args)
+    # The doc describes the protocol's seeds, not the subset this invocation ran.
+    write_doc(args.doc, load_results(args.results), args.budget)
     return 0
 
 
-def run_all(missing: list[tuple[str, str, int]], args, seeds) -> None:
+def run_all(missing: list[tuple[str, str, int]], args) -> None:
     """Run the missing cells, `args.jobs` at a time; append each row as it finishes."""
 
     def record(row: dict) -> None:
@@ -494,7 +495,7 @@ def run_all(missing: list[tuple[str, str, int]], args, seeds) -> None:
             f.write(json.dumps(row) + "\n")
         print(f"  {row['cell']} {row['noise']} seed {row['seed']}: {row['test_accuracy']:.4f} "
               f"in {row['wall_seconds']:.0f}s", flush=True)
-        write_doc(args.doc, load_results(args.results), args.budget, seeds)
+        write_doc(args.doc, load_results(args.results), args.budget)
 
     todo = [(cell, noise, seed, args.budget, args.runs, args.data_root, args.jobs)
             for cell, noise, seed in missing]

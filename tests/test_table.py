@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from promix.config import apply_overrides, load_preset
+from promix.hardware import resolve_precision
 
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "table.py"
 # Imported by name from its folder (as benchmarks/accuracy.py does), so that the worker
@@ -66,6 +69,18 @@ def test_tiny_grid_runs_skips_and_reports(tmp_path, capsys):
         assert f"| {name} |" in text
 
 
+def test_the_doc_describes_the_protocol_seeds_not_the_subset_run(tmp_path):
+    # A session that fills only seed 2 must not rewrite the protocol and commands as seed 2.
+    doc = tmp_path / "b.md"
+    argv = ["--report", "--seeds", "2", "--results", str(tmp_path / "none.jsonl"),
+            "--doc", str(doc)]
+    assert table.main(argv) == 0
+    text = doc.read_text()
+    assert "over seeds 1, 2 " in text
+    assert table.command("promix", "sym50", 1, "cpu") in text
+    assert table.command("promix", "sym50", 2, "cpu") not in text
+
+
 def test_a_half_written_line_is_ignored(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"cell": "ce"}) + "\n" + '{"cell": "pro')
@@ -81,7 +96,8 @@ def test_parallel_jobs_fill_the_same_cells_and_record_the_sharing(tmp_path):
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert sorted((r["cell"], r["seed"]) for r in rows) == [("ce", 1), ("ce", 2)]
     assert {r["concurrent_jobs"] for r in rows} == {2}
-    assert {(r["device"], r["precision"]) for r in rows} == {("cpu", "float32")}
+    auto = str(resolve_precision("auto", torch.device("cpu"))).removeprefix("torch.")
+    assert {(r["device"], r["precision"]) for r in rows} == {("cpu", auto)}
     ce = [line for line in doc.read_text().splitlines() if line.startswith("| ce |")][0]
     assert "×2)" in ce  # the wall time says two runs shared the machine
 
