@@ -8,7 +8,7 @@ The CPU protocol (the speed issue): the real CIFAR-10 in ../shared/data/cifar10,
 1,000 training images of each class (10,000), the full test set, small_cnn width 32 (conv
 widths 32-64-128), batch 128, 28 epochs with the schedules scaled to the run, seed 1, noise
 symmetric 50% and asymmetric 40%; precision `auto` (bf16 where the hardware runs it fast: CUDA,
-CPUs with AMX; fp32 elsewhere). Each cell is exactly the cell of the same name in
+CPUs with AMX or AVX512-BF16; fp32 elsewhere). Each cell is exactly the cell of the same name in
 benchmarks/table.py (same command, same protocol hash), so the two scripts share their runs'
 definition; this one records, per machine, last-epoch test accuracy, the final clean
 selection's precision and recall against the true labels, and wall time, to

@@ -41,7 +41,7 @@ import torch
 from promix import __version__
 from promix.api import train
 from promix.config import apply_overrides, load_preset
-from promix.hardware import resolve_device, resolve_precision
+from promix.hardware import cpu_isa, resolve_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "table.jsonl"
@@ -95,11 +95,17 @@ RHO_SWEEP = {
     "rho-auto": ["--rho_mode=auto", "--quota=per_class"],
 }
 # Speed options that must leave accuracy within noise (issue: speed): ProMix with one mixed
-# batch per peer shared by both heads, and ProMix in fp32 where `auto` picks bf16 (GPUs, AMX).
+# batch per peer shared by both heads, ProMix in fp32 where `auto` picks bf16 (GPUs, AMX,
+# AVX512-BF16), and a short run forced to bf16, the pair of promix-7ep's fp32 rows from the
+# AVX2 CPU (bf16 is too slow to run there).
 SPEED = {
     "promix-efficient": ["--passes=efficient"],
     "promix-fp32": ["--precision=fp32"],
+    "promix-7ep-bf16": ["--epochs=7", "--precision=bf16"],
 }
+# What each speed option is compared with, paired by seed.
+SPEED_BASE = {"promix-efficient": "promix", "promix-fp32": "promix",
+              "promix-7ep-bf16": "promix-7ep"}
 # Shorter runs, for the fast presets' question (a tenth of the epochs): how much accuracy does
 # a cut in epochs keep, schedules rescaled? On the protocol a tenth of 28 epochs would be all
 # warm-up (its floor is 3 epochs), so the curve is measured at a half and a quarter.
@@ -155,7 +161,10 @@ def machine() -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     threads = torch.get_num_threads()
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads)"
+    # The ISA tells two CPUs of the same name apart (AVX2-only and AVX512-BF16 EPYCs have been
+    # used here), and whether bf16 was fast on it.
+    return (f"{name} ({cpu_isa()}), {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({threads} threads)")
 
 
 def cell_config(cell: str, noise: str, seed: int, budget: str, data_root: Path | None = None):
@@ -238,11 +247,13 @@ def summarize(rows: list[dict], cell: str, noise: str, budget: str) -> dict | No
 
 
 def where(row: dict) -> str:
-    """Where a row ran, short: the CPU or GPU name, and how many runs shared it."""
+    """Where a row ran, short: the CPU or GPU name, its precision, how many runs shared it."""
     name = row["machine"].split(",")[0].split(" (")[0].removeprefix("NVIDIA ")
     name = name.split(" 80GB")[0]
+    # Rows from before the field was recorded ran on the AVX2-only CPU, where auto is fp32.
+    precision = {"bfloat16": "bf16"}.get(row.get("precision", "float32"), "fp32")
     jobs = row.get("concurrent_jobs", 1)
-    return f"{name} ×{jobs}" if jobs > 1 else name
+    return f"{name} {precision}" + (f" ×{jobs}" if jobs > 1 else "")
 
 
 def fmt_acc(s: dict | None) -> str:
@@ -316,9 +327,10 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds=SEEDS) -> None:
                           or "none yet") + ". Wall time: one whole run, data loading and "
         "report included, with where it ran: `H100 ×10` means ten runs shared one H100 at "
         "once (`--jobs 10`), so each took about three times as long as it would alone "
-        "(a ProMix cell alone on the H100: 2.4 min). Precision is `auto`: bf16 on the GPU, "
-        "fp32 on the AVX2 CPU (docs/speed.md); the bf16-vs-fp32 check is in "
-        "[accuracy.md](accuracy.md).",
+        "(a ProMix cell alone on the H100: 2.4 min). Precision is `auto`: bf16 on the GPU and "
+        "on CPUs with AVX512-BF16 or AMX, fp32 on the AVX2-only CPU (docs/speed.md); the "
+        "wall-time column names each row's, and the bf16-vs-fp32 checks are under Speed "
+        "options.",
         "",
         "## Methods",
         "",
@@ -349,6 +361,17 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds=SEEDS) -> None:
         rho = "; ".join(f"{NOISES[n][1]}: {statistics.mean(stats[cell, n]['rho']):.2f}"
                         for n in noises if stats[cell, n] and stats[cell, n]["rho"])
         out.append(f"| {label} | {accs} | {rho or '-'} |")
+    out += ["", "## Speed options: accuracy must hold", "",
+            "Each option against the cell it speeds up, Δ paired by seed as above; each row's "
+            "precision is in its wall-time column.", "",
+            "| option | switches | compared with | "
+            + " | ".join(f"{NOISES[n][1]} | Δ" for n in noises) + " | wall time per run |",
+            "|---|---|---" + "|---|---" * len(noises) + "|---|"]
+    for cell, base in SPEED_BASE.items():
+        cols = " | ".join(f"{fmt_acc(stats[cell, n])} | {fmt_delta(stats[cell, n], stats[base, n])}"
+                          for n in noises)
+        out.append(f"| {cell} | `{' '.join(CELLS[cell])}` | {base} | {cols} | "
+                   f"{fmt_time(stats[cell, noises[0]])} |")
     out += ["", "## Shorter runs: what a cut in epochs keeps", "",
             "The fast presets run a tenth of the paper's epochs with every schedule rescaled. "
             "On this protocol a tenth of 28 epochs would leave no ProMix epoch after the 3-epoch "
@@ -422,6 +445,15 @@ def findings(stats: dict, noises) -> list[str]:
                     f"28-epoch cross-entropy ({ce['mean']:.2f})")
                 lines.append(f"- {NOISES[n][1]}: {cell} ({CELLS[cell][0]}) keeps {share:.0f}% of "
                              f"ProMix's accuracy on the same seeds ({d:+.2f} points){versus}.")
+        for cell, other in SPEED_BASE.items():
+            d = delta(stats[cell, n], stats[other, n])
+            if d is not None:
+                both = len(set(stats[cell, n]["by_seed"]) & set(stats[other, n]["by_seed"]))
+                seeds = f"{both} paired seed{'s' if both > 1 else ''}"
+                if base and base["n"] > 1:
+                    seeds += f"; ProMix's seed spread is {base['std']:.2f}"
+                lines.append(f"- {NOISES[n][1]}: {cell} ({' '.join(CELLS[cell])}) against "
+                             f"{other}: {d:+.2f} points on {seeds}.")
         fixed = [(stats[c, n]["mean"], c) for c in ("rho-0.3", "promix", "rho-0.7")
                  if stats[c, n]]
         if stats["rho-auto", n] and len(fixed) == 3:

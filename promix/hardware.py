@@ -31,6 +31,16 @@ def bf16_is_fast(device: torch.device) -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def cpu_isa() -> str:
+    """The CPU's widest matrix/vector extension that torch uses: AMX, AVX512-BF16, AVX512,
+    AVX2, ... It decides whether bf16 is fast, so benchmark rows record it."""
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if bf16_is_fast(device) else torch.float32

@@ -5,11 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from promix.config import apply_overrides, load_preset
-from promix.hardware import resolve_precision
+from promix.hardware import bf16_is_fast, cpu_isa, resolve_precision
 
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "table.py"
 # Imported by name from its folder (as benchmarks/accuracy.py does), so that the worker
@@ -180,3 +179,15 @@ def test_best_hand_set_rho_is_compared_with_the_baselines_on_the_same_seeds():
     assert "does NOT beat ce (-1.50)" in table.best_rho_against_baselines(stats, "asym40",
                                                                            fixed)[0]
     assert table.best_rho_against_baselines(stats, "asym40", [(70.0, "promix")] + fixed) == []
+
+
+def test_rows_tell_cpus_of_the_same_name_apart_by_isa():
+    # An AVX2-only and an AVX512-BF16 EPYC both call themselves "AMD EPYC"; their rows differ
+    # in precision and speed, so the machine string carries the ISA that decides bf16.
+    if torch.cuda.is_available():
+        pytest.skip("GPU rows name the card")
+    isa = cpu_isa()
+    assert f"({isa})," in table.machine()
+    assert bf16_is_fast(torch.device("cpu")) == (isa in ("AMX", "AVX512-BF16"))
+    row = {"machine": table.machine(), "precision": "bfloat16", "concurrent_jobs": 2}
+    assert table.where(row).endswith(" bf16 ×2")
