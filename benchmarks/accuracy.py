@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="read the protocol's CIFAR-10 from here instead (same images)")
     args = ap.parse_args(argv)
     if not args.report:
-        here = table.machine()
+        here = table.host.label()
         done = {row_key(r) for r in measured(args.results)}
         for cell in args.only or RUN:
             for noise in args.noise or list(table.NOISES):

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ from promix.runs import load_tensors
 from promix.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 TEST_SIZE = 2000  # test images for the accuracy sanity check (evaluated every epoch)
@@ -134,18 +133,6 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
     return detection_metrics(quality, flagged, wrong) | {"seconds": seconds}
 
 
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def table(results: list[dict]) -> str:
     head = ("| setting | method | AUROC | AUPRC | precision | recall | F1 | flagged | wrong "
             "| wall time |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -213,7 +200,7 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": " ".join(["python", *sys.argv]),
-        "machine": machine(),
+        "machine": host.describe(),
         "budget": {k: getattr(args, k) for k in ("per_class", "epochs", "warmup_epochs",
                                                    "folds", "width", "batch_size", "tau")},
         "results": results,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +23,9 @@ from promix.data.base import Dataset, ImageSet
 from promix.data.embedded import load_digits
 from promix.data.noise import make_noise
 from promix.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 
 RULES = {
     "uniform": ["--quota=uniform", "--rho_mode=fixed", "--rho=0.5"],
@@ -82,7 +85,7 @@ def main() -> None:
                 if r["rule"] not in args.only] + rows
         rows.sort(key=lambda r: list(RULES).index(r["rule"]))
     record = {"command": f"python benchmarks/imbalance.py --epochs {args.epochs}",
-              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+              "machine": host.label(),
               "train_size": len(data.train), "noise_rate": args.noise, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

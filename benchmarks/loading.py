@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tarfile
 import tempfile
@@ -28,6 +26,7 @@ from promix.data.cifar import load_cifar
 from promix.data.folder import load_folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 TARGETS = {"cifar10_folder": 5.0, "cifar10_targz": 15.0, "imagefolder_cached": 5.0}
@@ -50,16 +49,7 @@ def write_jpegs(images: torch.Tensor, labels: torch.Tensor, classes, root: Path)
 
 
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
+    return host.describe() | {"numpy": np.__version__, "pillow": PIL.__version__}
 
 
 def main(argv=None) -> None:

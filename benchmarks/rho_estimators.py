@@ -142,7 +142,7 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rho_estimators.json")
     args = ap.parse_args()
-    record = {"command": " ".join(["python", *sys.argv]), "machine": table.machine(),
+    record = {"command": " ".join(["python", *sys.argv]), "machine": table.host.label(),
               "date": time.strftime("%Y-%m-%d"), "settings": {}}
     for noise in args.noise or list(table.BUDGETS[args.budget]["noises"]):
         for seed in map(int, args.seeds.split(",")):

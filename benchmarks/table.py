@@ -29,7 +29,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,10 @@ import torch
 from promix import __version__
 from promix.api import train
 from promix.config import apply_overrides, load_preset
-from promix.hardware import cpu_isa, resolve_device, resolve_precision
+from promix.hardware import resolve_device, resolve_precision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "table.jsonl"
@@ -149,24 +151,6 @@ def load_results(path: Path) -> list[dict]:
     return rows
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        gpu = torch.cuda.get_device_name()
-        return f"{gpu} (+ {os.cpu_count()} CPU cores), torch {torch.__version__}"
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    threads = torch.get_num_threads()
-    # The ISA tells two CPUs of the same name apart (AVX2-only and AVX512-BF16 EPYCs have been
-    # used here), and whether bf16 was fast on it.
-    return (f"{name} ({cpu_isa()}), {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({threads} threads)")
-
-
 def cell_config(cell: str, noise: str, seed: int, budget: str, data_root: Path | None = None):
     """The Config of one cell, its data root made absolute (or replaced by data_root)."""
     preset, overrides = cell_args(cell, noise, seed, budget)
@@ -200,7 +184,7 @@ def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
         "test_accuracy": result.test_accuracy, "best_test_accuracy": result.best_test_accuracy,
         "selection": result.selection, "epochs": result.epochs,
         "train_seconds": result.seconds, "wall_seconds": time.perf_counter() - start,
-        "command": command(cell, noise, seed, budget), "machine": machine(),
+        "command": command(cell, noise, seed, budget), "machine": host.label(),
         "device": device.type,
         "precision": str(resolve_precision(cfg.run.precision, device)).removeprefix("torch."),
         "concurrent_jobs": jobs,

@@ -27,8 +27,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -43,45 +41,18 @@ import promix.trainer as trainer_module
 from promix.config import Config, DataConfig
 from promix.data.augment import strong_view
 from promix.data.load import load_raw, prepare
-from promix.hardware import autocast, bf16_is_fast
+from promix.hardware import autocast
 from promix.selection import class_quotas, class_small_loss
 from promix.trainer import Trainer, strong_renderer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 REFERENCE_IPS = 7.75  # the reference's ResNet-18 ProMix epoch, images/s (AMX machine)
 TARGET_EFFICIENCY = 0.85
 # model -> (batch, ProMix steps per epoch, timed repeats of every epoch, bf16 floor batch)
 DEFAULTS = {"small_cnn": (256, 4, 3, 256), "resnet18": (64, 2, 1, 8)}
-
-
-def machine() -> dict:
-    info = {"cpu": platform.processor() or platform.machine(), "flags": []}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in lscpu.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                info["cpu"] = value.strip()
-            if key.strip() == "Flags":
-                info["flags"] = sorted(f for f in value.split()
-                                       if f.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-    return info | {
-        "cpu_count": os.cpu_count(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "bf16_is_fast": bf16_is_fast(torch.device("cpu")),
-        "load_average_at_report": list(os.getloadavg()),  # includes this run's own load
-    }
 
 
 def peak_rss_gb() -> float:
@@ -363,7 +334,7 @@ def report(rows: list[dict], memory: list[dict], args, seconds: float) -> dict:
               f"steps{select}")
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
+        "machine": host.describe(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "seconds": round(seconds, 1),
         "reference_ips": REFERENCE_IPS,

@@ -187,7 +187,7 @@ def test_rows_tell_cpus_of_the_same_name_apart_by_isa():
     if torch.cuda.is_available():
         pytest.skip("GPU rows name the card")
     isa = cpu_isa()
-    assert f"({isa})," in table.machine()
+    assert f"({isa})," in table.host.label()
     assert bf16_is_fast(torch.device("cpu")) == (isa in ("AMX", "AVX512-BF16"))
-    row = {"machine": table.machine(), "precision": "bfloat16", "concurrent_jobs": 2}
+    row = {"machine": table.host.label(), "precision": "bfloat16", "concurrent_jobs": 2}
     assert table.where(row).endswith(" bf16 ×2")
