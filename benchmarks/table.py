@@ -347,7 +347,8 @@ def write_doc(path: Path, rows: list[dict], budget: str, seeds=SEEDS) -> None:
         out.append(f"| {label} | {accs} | {rho or '-'} |")
     out += ["", "## Speed options: accuracy must hold", "",
             "Each option against the cell it speeds up, Δ paired by seed as above; each row's "
-            "precision is in its wall-time column.", "",
+            "precision is in its wall-time column. Seed 1 of the efficient passes, per "
+            "machine, is also in [accuracy.md](accuracy.md).", "",
             "| option | switches | compared with | "
             + " | ".join(f"{NOISES[n][1]} | Δ" for n in noises) + " | wall time per run |",
             "|---|---|---" + "|---|---" * len(noises) + "|---|"]
