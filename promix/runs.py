@@ -2,7 +2,7 @@
 
 Layout:
     config.json          the resolved config (rebuild it with config.from_dict)
-    meta.json            promix/torch versions, seed, device, precision, machine, start time
+    meta.json            versions, seed, device, precision, machine, CPU ISA, GPU, start time
     noise.json           how the training labels were corrupted (rate, transition matrix)
     noisy_labels.csv     index, label, class: the labels training used
     data.json            class names, image shape, normalization, sizes
@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .config import Config, from_dict, to_dict
+from .hardware import cpu_isa
 
 
 def create_run_dir(cfg: Config) -> Path:
@@ -73,6 +74,10 @@ def write_start(run_dir: Path, cfg: Config, data, *, device, precision) -> None:
         "device": str(device),
         "precision": str(precision).replace("torch.", ""),
         "machine": f"{platform.machine()} {platform.processor()} {os.cpu_count()} cpus",
+        # Decides whether auto precision chose bf16 on a CPU (promix.hardware.bf16_is_fast).
+        "cpu_isa": cpu_isa(),
+        **({"gpu": torch.cuda.get_device_name(device)}
+           if torch.device(device).type == "cuda" else {}),
         "python": platform.python_version(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })

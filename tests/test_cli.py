@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from promix.hardware import cpu_isa
 from promix.runs import load_tensors, read_metrics
 
 SMALL = ["--per_class=40", "--epochs=5", "--warmup_epochs=2", "--batch_size=64", "--width=8",
@@ -34,6 +35,7 @@ def test_run_directory_contents(run_dir):
     assert config["schedule"]["epochs"] == 5 and config["data"]["per_class"] == 40
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["seed"] == 123 and meta["promix_version"]
+    assert meta["cpu_isa"] == cpu_isa()  # what decides the precision `auto` picked
     noise = json.loads((run_dir / "noise.json").read_text())
     assert 0.3 < noise["realized_rate"] < 0.6  # 50% symmetric: about 45% wrong
 
