@@ -27,8 +27,7 @@ def bf16_is_fast(device: torch.device) -> bool:
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return cpu_isa() in ("AMX", "AVX512-BF16")
 
 
 def cpu_isa() -> str:
