@@ -77,7 +77,7 @@ def write_doc(path: Path, rows: list[dict]) -> None:
         prec = f"{100 * sel['precision']:.1f}%" if "precision" in sel else "-"
         rec = f"{100 * sel['recall']:.1f}%" if "recall" in sel else "-"
         wall = table.fmt_seconds(r["wall_seconds"])
-        precision = {"float32": "fp32", "bfloat16": "bf16"}.get(r.get("precision"), "fp32")
+        precision = table.short_precision(r)
         out.append(f"| {r['machine']} | {precision} | {r['cell']} | "
                    f"{table.NOISES[r['noise']][1]} | {100 * r['test_accuracy']:.2f}% | {prec} | "
                    f"{rec} | {wall} | {r.get('concurrent_jobs', 1)} |")

@@ -230,12 +230,17 @@ def summarize(rows: list[dict], cell: str, noise: str, budget: str) -> dict | No
             "rho": [r["rho_auto_mean"] for r in found if "rho_auto_mean" in r]}
 
 
+def short_precision(row: dict) -> str:
+    """bf16 or fp32. Rows from before the field was recorded ran on the AVX2-only CPU, where
+    auto is fp32."""
+    return "bf16" if row.get("precision") == "bfloat16" else "fp32"
+
+
 def where(row: dict) -> str:
     """Where a row ran, short: the CPU or GPU name, its precision, how many runs shared it."""
     name = row["machine"].split(",")[0].split(" (")[0].removeprefix("NVIDIA ")
     name = name.split(" 80GB")[0]
-    # Rows from before the field was recorded ran on the AVX2-only CPU, where auto is fp32.
-    precision = {"bfloat16": "bf16"}.get(row.get("precision", "float32"), "fp32")
+    precision = short_precision(row)
     jobs = row.get("concurrent_jobs", 1)
     return f"{name} {precision}" + (f" ×{jobs}" if jobs > 1 else "")
 
