@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 import table  # noqa: E402  (the cells and their runner)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="read the protocol's CIFAR-10 from here instead (same images)")
     args = ap.parse_args(argv)
     if not args.report:
-        here = table.host.label()
+        here = host.label()
         done = {row_key(r) for r in measured(args.results)}
         for cell in args.only or RUN:
             for noise in args.noise or list(table.NOISES):

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 import table  # noqa: E402
 
 from promix.data.load import build_dataset  # noqa: E402
@@ -142,7 +143,7 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rho_estimators.json")
     args = ap.parse_args()
-    record = {"command": " ".join(["python", *sys.argv]), "machine": table.host.label(),
+    record = {"command": " ".join(["python", *sys.argv]), "machine": host.label(),
               "date": time.strftime("%Y-%m-%d"), "settings": {}}
     for noise in args.noise or list(table.BUDGETS[args.budget]["noises"]):
         for seed in map(int, args.seeds.split(",")):

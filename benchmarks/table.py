@@ -262,12 +262,17 @@ def fmt_time(s: dict | None) -> str:
     return f"{fmt_seconds(s['wall'])} ({', '.join(s['where'])})"
 
 
+def paired_seeds(s: dict | None, base: dict | None) -> list:
+    """The seeds both cells have (the same noisy labels), sorted; [] when either is missing."""
+    if s is None or base is None:
+        return []
+    return sorted(set(s["by_seed"]) & set(base["by_seed"]))
+
+
 def delta(s: dict | None, base: dict | None) -> float | None:
     """Mean change from base over the seeds both have (paired: the same noisy labels), or
     None when they share no seed."""
-    if s is None or base is None:
-        return None
-    common = sorted(set(s["by_seed"]) & set(base["by_seed"]))
+    common = paired_seeds(s, base)
     if not common:
         return None
     return statistics.mean(s["by_seed"][k] - base["by_seed"][k] for k in common)
@@ -439,7 +444,7 @@ def findings(stats: dict, noises) -> list[str]:
         for cell, other in SPEED_BASE.items():
             d = delta(stats[cell, n], stats[other, n])
             if d is not None:
-                both = len(set(stats[cell, n]["by_seed"]) & set(stats[other, n]["by_seed"]))
+                both = len(paired_seeds(stats[cell, n], stats[other, n]))
                 seeds = f"{both} paired seed{'s' if both > 1 else ''}"
                 if base and base["n"] > 1:
                     seeds += f"; ProMix's seed spread is {base['std']:.2f}"
