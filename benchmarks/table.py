@@ -293,7 +293,6 @@ def fmt_delta(s: dict | None, base: dict | None) -> str:
 
 
 def write_doc(path: Path, rows: list[dict], budget: str) -> None:
-    seeds = SEEDS  # the protocol's, whatever subset an invocation ran
     noises = BUDGETS[budget]["noises"]
     stats = {(c, n): summarize(rows, c, n, budget) for c in CELLS for n in noises}
     heads = " | ".join(NOISES[n][1] for n in noises)
@@ -309,7 +308,7 @@ def write_doc(path: Path, rows: list[dict], budget: str) -> None:
         "## Protocol" + ("" if budget == "cpu" else f" (budget `{budget}`: a smoke test)"),
         "",
         "Test accuracy (%) of the last epoch, the two peers' averaged logits (one net for "
-        f"cross-entropy), mean ± sample std over seeds {', '.join(map(str, seeds))} "
+        f"cross-entropy), mean ± sample std over seeds {', '.join(map(str, SEEDS))} "
         "(each seed sets `--seed` and `--noise_seed`, so the noisy labels differ by seed and "
         "are the same for every method). Every cell is `promix train` with the setting's "
         "paper preset and these overrides:",
@@ -383,7 +382,7 @@ def write_doc(path: Path, rows: list[dict], budget: str) -> None:
             "Seed 1 of each cell; seed 2 changes `--seed=1 --noise_seed=1` to 2. Run from the "
             "repository root.", "", "```"]
     for cell in CELLS:
-        out += [command(cell, n, seeds[0], budget) for n in noises]
+        out += [command(cell, n, SEEDS[0], budget) for n in noises]
     out += ["```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out))
