@@ -95,6 +95,7 @@ RHO_SWEEP = {
     "rho-0.3": ["--rho=0.3"],
     "rho-0.7": ["--rho=0.7"],
     "rho-auto": ["--rho_mode=auto", "--quota=per_class"],
+    "rho-lenient": ["--rho_mode=lenient", "--quota=per_class"],  # leans high, never lowered
 }
 # Speed options that must leave accuracy within noise (issue: speed): ProMix with one mixed
 # batch per peer shared by both heads, ProMix in fp32 where `auto` picks bf16 (GPUs, AMX,

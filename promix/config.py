@@ -76,7 +76,9 @@ class ProMixConfig:
 
     rho: float = 0.5  # selection ratio ρ (start); see rho_mode
     rho_end: float | None = None  # ρ ramps to this over ramp_frac (None: constant)
-    rho_mode: str = "fixed"  # fixed: ρ as given | auto: estimated per class from the losses
+    # fixed: ρ as given | auto: estimated per class from the losses at every pass | lenient:
+    # per class, drop only losses above the noisy component's mean; never lowered once set
+    rho_mode: str = "fixed"
     quota: str = "uniform"  # uniform: k_j = ceil(ρN/C) (reference, Q5) | per_class: ceil(ρ n_j)
     selection: str = "css"  # css (class-wise small loss) | gmm (DivideMix's 2-component GMM)
     tau: float = 0.99  # confidence threshold of MHCS and LGA (strict)
@@ -150,7 +152,7 @@ CHOICES = {
                    "rand1", "rand2", "rand3", "noisy100"},
     "model.name": None,  # checked against the model registry at build time
     "schedule.lambda_u_mode": {"faithful", "paper"},
-    "promix.rho_mode": {"fixed", "auto"},
+    "promix.rho_mode": {"fixed", "auto", "lenient"},
     "promix.quota": {"uniform", "per_class"},
     "promix.selection": {"css", "gmm"},
     "promix.lga_label": {"faithful", "agreed"},

@@ -4,6 +4,8 @@
 - `matched_high_confidence`: MHCS inside the step (SPEC §6.3).
 - `agreement_candidates`: LGA, label guessing by agreement, with its cap (SPEC §6.5).
 - `auto_rho`: per-class clean fractions from the loss distribution (no noise rate needed).
+- `lenient_rho`: per-class ratios that drop only the loss mixture's upper half of its noisy
+  component (over-selecting costs ProMix less than under-selecting; docs/baselines.md).
 - `gmm_clean`: DivideMix's two-component Gaussian mixture on the losses (an ablation), fitted
   by `fit_gmm`.
 """
@@ -110,6 +112,27 @@ def auto_rho(
         members = loss[labels == c]
         if members.numel() >= 8:
             rho[c] = float(gmm_clean(members).float().mean())
+    return rho.clamp(low, high)
+
+
+def lenient_rho(
+    loss: torch.Tensor, labels: torch.Tensor, num_classes: int, *, low: float, high: float
+) -> torch.Tensor:
+    """Per-class selection ratios that lean high, clipped to [low, high]. Shape (C,).
+
+    For each class with at least 8 samples, a two-component 1-d Gaussian mixture on its
+    min-max normalized losses; the class keeps the share of its samples whose loss is below
+    the mean of the high-loss (noisy) component. With separated components that is the clean
+    share plus half the noisy one, 1 - ν_j/2 for a noise rate ν_j; with overlapping ones it
+    stays high, where `auto_rho`'s posterior rule falls to about one half whatever the truth.
+    """
+    rho = torch.full((num_classes,), high, dtype=torch.float64)
+    for c in range(num_classes):
+        members = loss[labels == c]
+        if members.numel() >= 8:
+            x = min_max(members)
+            gmm = fit_gmm(x)
+            rho[c] = float((x < gmm.mean[1 - gmm.clean]).double().mean())
     return rho.clamp(low, high)
 
 

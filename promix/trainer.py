@@ -27,7 +27,7 @@ from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, 
 from .inference import PeerOutputs, accuracy, predict, selection_quality
 from .models import TwoHeadNet, create_model
 from .schedules import EpochSchedule, Schedule, prior_momentum
-from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean
+from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean, lenient_rho
 from .step import Batch, StepRandom, train_step, warmup_step
 
 
@@ -236,6 +236,14 @@ class Trainer:
                 if p.rho_mode == "auto":
                     rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
                     record[f"rho_auto_{k + 1}"] = rho.tolist()
+                elif p.rho_mode == "lenient":
+                    rho = lenient_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
+                    # Never lowered: once ProMix trains on the selection alone, the unselected
+                    # clean samples keep high losses and a fresh estimate confirms the last one.
+                    held = self.last_record(f"rho_auto_{k + 1}")
+                    if held is not None:
+                        rho = torch.maximum(rho, torch.tensor(held, dtype=rho.dtype))
+                    record[f"rho_auto_{k + 1}"] = rho.tolist()
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
                 self.clean[k] = class_small_loss(loss, self.labels, quota)
@@ -247,6 +255,10 @@ class Trainer:
             record |= self._quality(f"css_{k + 1}", self.clean[k])
             record |= self._quality(f"mhcs_{k + 1}", self.chosen[k])
         return record
+
+    def last_record(self, key: str):
+        """The latest value of `key` in the history (restored on resume), or None."""
+        return next((r[key] for r in reversed(self.history) if key in r), None)
 
     def _quality(self, name: str, mask: torch.Tensor) -> dict:
         if self.is_clean is None:

@@ -11,6 +11,7 @@ from promix.selection import (
     class_quotas,
     class_small_loss,
     gmm_clean,
+    lenient_rho,
     lga_cap,
     matched_high_confidence,
     rank_within_class,
@@ -140,3 +141,20 @@ def test_auto_rho_estimates_the_clean_fraction_per_class():
         labels += [torch.full((400,), c)]
     rho = auto_rho(torch.cat(loss), torch.cat(labels), 2, low=0.05, high=1.0)
     assert rho.tolist() == pytest.approx([0.8, 0.5], abs=0.02)
+
+
+def test_lenient_rho_drops_only_the_upper_half_of_the_noisy_mode():
+    # Per class: clean losses near 0, noisy ones a symmetric bump around 3; the rule keeps the
+    # clean share plus the noisy samples below the bump's mean, 1 - ν/2, where auto_rho keeps
+    # the clean share. A class of 5 samples is too small to fit and keeps `high`.
+    g = torch.Generator().manual_seed(0)
+    loss, labels = [], []
+    for c, frac in enumerate([0.8, 0.5]):
+        n_clean = int(400 * frac)
+        noisy = 3 + torch.randn(400 - n_clean, generator=g) * 0.3
+        loss += [torch.rand(n_clean, generator=g) * 0.3, noisy]
+        labels += [torch.full((400,), c)]
+    loss += [torch.rand(5, generator=g)]
+    labels += [torch.full((5,), 2)]
+    rho = lenient_rho(torch.cat(loss), torch.cat(labels), 3, low=0.05, high=0.95)
+    assert rho.tolist() == pytest.approx([0.9, 0.75, 0.95], abs=0.03)
