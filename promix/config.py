@@ -77,7 +77,8 @@ class ProMixConfig:
     rho: float = 0.5  # selection ratio ρ (start); see rho_mode
     rho_end: float | None = None  # ρ ramps to this over ramp_frac (None: constant)
     # fixed: ρ as given | auto: estimated per class from the losses at every pass | lenient:
-    # per class, drop only losses above the noisy component's mean; never lowered once set
+    # per class, drop only losses above the noisy component's mean, estimated once at the
+    # end of the warm-up and held
     rho_mode: str = "fixed"
     quota: str = "uniform"  # uniform: k_j = ceil(ρN/C) (reference, Q5) | per_class: ceil(ρ n_j)
     selection: str = "css"  # css (class-wise small loss) | gmm (DivideMix's 2-component GMM)

@@ -237,12 +237,11 @@ class Trainer:
                     rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
                     record[f"rho_auto_{k + 1}"] = rho.tolist()
                 elif p.rho_mode == "lenient":
-                    rho = lenient_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
-                    # Never lowered: once ProMix trains on the selection alone, the unselected
-                    # clean samples keep high losses and a fresh estimate confirms the last one.
+                    # Estimated once, on the warm-up network, which trained on every label
+                    # alike; later losses are shaped by the selection itself (docs/baselines.md).
                     held = self.last_record(f"rho_auto_{k + 1}")
-                    if held is not None:
-                        rho = torch.maximum(rho, torch.tensor(held, dtype=rho.dtype))
+                    rho = (lenient_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
+                           if held is None else torch.tensor(held, dtype=torch.float64))
                     record[f"rho_auto_{k + 1}"] = rho.tolist()
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
