@@ -1,4 +1,4 @@
-"""Which CSS quota rule on imbalanced data: uniform (reference), per_class, or auto ρ.
+"""Which CSS quota rule on imbalanced data: uniform (reference), per_class, or automatic ρ.
 
 The digits training set is cut to a 1:10 imbalance (classes 0-4 keep every image, classes
 5-9 keep one in ten), 40% symmetric noise is injected, and ProMix is trained with each rule.
@@ -32,6 +32,7 @@ RULES = {
     "per_class": ["--quota=per_class", "--rho_mode=fixed", "--rho=0.5"],
     "per_class-0.7": ["--quota=per_class", "--rho_mode=fixed", "--rho=0.7"],
     "auto": ["--quota=per_class", "--rho_mode=auto"],
+    "lenient": ["--quota=per_class", "--rho_mode=lenient"],
 }
 
 
