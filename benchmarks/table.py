@@ -458,12 +458,15 @@ def findings(stats: dict, noises) -> list[str]:
         for rule in ("rho-auto", "rho-lenient"):
             if stats[rule, n] and len(fixed) == 3:
                 best, cell = max(fixed)
-                auto = stats[rule, n]["mean"]
-                verdict = "matches or beats" if auto >= best - 0.5 else "is below"
-                lines.append(f"- {NOISES[n][1]}: {rule} ({auto:.2f}, {stats[rule, n]['n']} "
-                             f"seed{'s' if stats[rule, n]['n'] > 1 else ''}) {verdict} the best "
-                             f"hand-set ρ ({cell}, {best:.2f}; within 0.5 points counts as a "
-                             f"match).")
+                d = delta(stats[rule, n], stats[cell, n])  # paired: the same noisy labels
+                if d is None:
+                    continue
+                both = len(paired_seeds(stats[rule, n], stats[cell, n]))
+                verdict = "matches or beats" if d >= -0.5 else "is below"
+                lines.append(f"- {NOISES[n][1]}: {rule} ({stats[rule, n]['mean']:.2f}) "
+                             f"{verdict} the best hand-set ρ ({cell}, {best:.2f}): {d:+.2f} "
+                             f"points on {both} paired seed{'s' if both > 1 else ''} (within "
+                             f"0.5 points counts as a match).")
         lines += best_rho_against_baselines(stats, n, fixed)
     if not lines:
         lines.append("- Nothing has been run yet at this budget.")
