@@ -5,12 +5,14 @@ The digits training set is cut to a 1:10 imbalance (classes 0-4 keep every image
 Reported: balanced test accuracy (the test set is untouched) and the clean selection's
 precision and recall, overall and on the small classes.
 
-    python benchmarks/imbalance.py [--epochs 30] [--out benchmarks/results/imbalance.json]
+    python benchmarks/imbalance.py [--epochs 30] [--seeds 123] [--only RULE]
+        [--out benchmarks/results/imbalance.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -52,18 +54,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--noise", type=float, default=0.4)
+    parser.add_argument("--seeds", default="123",
+                        help="comma-separated; each seed draws the noise and seeds the training")
     parser.add_argument("--out", default="benchmarks/results/imbalance.json")
     parser.add_argument("--only", action="append", choices=sorted(RULES),
                         help="run only this rule; rows of the other rules already in --out stay")
     args = parser.parse_args()
-    data = imbalanced_digits(args.noise, seed=123)
-    small = data.true_labels >= 5
     rows = []
-    for name, overrides in RULES.items():
+    for seed, (name, overrides) in itertools.product(
+            [int(s) for s in args.seeds.split(",")], RULES.items()):
         if args.only and name not in args.only:
             continue
+        data = imbalanced_digits(args.noise, seed=seed)
+        small = data.true_labels >= 5
         cfg = apply_overrides(load_preset("demo"), overrides + [
-            f"--epochs={args.epochs}", "--baseline=none", "--progress=false"])
+            f"--epochs={args.epochs}", "--baseline=none", "--progress=false", f"--seed={seed}"])
         trainer = Trainer(cfg, data)
         tick = time.perf_counter()
         result = trainer.fit()
@@ -72,6 +77,7 @@ def main() -> None:
         small_sel = sel & small
         rows.append({
             "rule": name,
+            "seed": seed,
             "test_accuracy": result.test_accuracy,
             "precision": result.selection["precision"],
             "recall": result.selection["recall"],
@@ -84,16 +90,18 @@ def main() -> None:
     if args.only and Path(args.out).is_file():  # keep the rules not re-run
         rows = [r for r in json.loads(Path(args.out).read_text())["rows"]
                 if r["rule"] not in args.only] + rows
-        rows.sort(key=lambda r: list(RULES).index(r["rule"]))
-    record = {"command": f"python benchmarks/imbalance.py --epochs {args.epochs}",
+    rows.sort(key=lambda r: (list(RULES).index(r["rule"]), r.get("seed", 123)))
+    record = {"command": f"python benchmarks/imbalance.py --epochs {args.epochs} "
+                         f"--seeds {args.seeds}",
               "machine": host.label(),
               "train_size": len(data.train), "noise_rate": args.noise, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{'rule':<10}{'test acc':>9}{'prec.':>7}{'recall':>8}{'small prec.':>12}"
+    print(f"{'rule':<14}{'seed':>5}{'test acc':>9}{'prec.':>7}{'recall':>8}{'small prec.':>12}"
           f"{'small rec.':>11}")
     for r in rows:
-        print(f"{r['rule']:<10}{r['test_accuracy']:>9.1%}{r['precision']:>7.1%}{r['recall']:>8.1%}"
+        print(f"{r['rule']:<14}{r.get('seed', 123):>5}{r['test_accuracy']:>9.1%}"
+              f"{r['precision']:>7.1%}{r['recall']:>8.1%}"
               f"{r['small_class_precision']:>12.1%}{r['small_class_recall']:>11.1%}")
 
 
