@@ -35,6 +35,7 @@ RULES = {
     "per_class-0.7": ["--quota=per_class", "--rho_mode=fixed", "--rho=0.7"],
     "auto": ["--quota=per_class", "--rho_mode=auto"],
     "lenient": ["--quota=per_class", "--rho_mode=lenient"],
+    "bayes": ["--quota=per_class", "--rho_mode=bayes"],
 }
 
 

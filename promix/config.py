@@ -77,9 +77,11 @@ class ProMixConfig:
     rho: float = 0.5  # selection ratio ρ (start); see rho_mode
     rho_end: float | None = None  # ρ ramps to this over ramp_frac (None: constant)
     # fixed: ρ as given | auto: estimated per class from the losses at every pass | lenient:
-    # per class, drop only losses above the noisy component's mean, estimated once at the
-    # end of the warm-up and held
+    # per class, drop only losses above the noisy component's mean | bayes: per class, keep
+    # while the clean posterior exceeds rho_posterior. lenient and bayes are estimated once,
+    # at the end of the warm-up, and held (docs/baselines.md)
     rho_mode: str = "fixed"
+    rho_posterior: float = 0.1  # bayes: a dropped clean sample counts as (1-p)/p kept noisy ones
     quota: str = "uniform"  # uniform: k_j = ceil(ρN/C) (reference, Q5) | per_class: ceil(ρ n_j)
     selection: str = "css"  # css (class-wise small loss) | gmm (DivideMix's 2-component GMM)
     tau: float = 0.99  # confidence threshold of MHCS and LGA (strict)
@@ -153,7 +155,7 @@ CHOICES = {
                    "rand1", "rand2", "rand3", "noisy100"},
     "model.name": None,  # checked against the model registry at build time
     "schedule.lambda_u_mode": {"faithful", "paper"},
-    "promix.rho_mode": {"fixed", "auto", "lenient"},
+    "promix.rho_mode": {"fixed", "auto", "lenient", "bayes"},
     "promix.quota": {"uniform", "per_class"},
     "promix.selection": {"css", "gmm"},
     "promix.lga_label": {"faithful", "agreed"},

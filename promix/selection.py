@@ -97,21 +97,27 @@ def lga_cap(num_chosen: int, batch_size: int, threshold: float) -> int:
 
 
 def auto_rho(
-    loss: torch.Tensor, labels: torch.Tensor, num_classes: int, *, low: float, high: float
+    loss: torch.Tensor, labels: torch.Tensor, num_classes: int, *, low: float, high: float,
+    threshold: float = 0.5,
 ) -> torch.Tensor:
     """Per-class clean fractions estimated from the loss distribution, clipped to [low, high].
 
     For each class with at least 8 samples, a two-component 1-d Gaussian mixture on its
     normalized losses (`gmm_clean` on the class's samples); the share of the class whose
-    low-loss posterior exceeds 0.5 is the class's selection ratio. Shape (C,). Used with the
-    per_class quota rule. (The mixture's own weight of that component is
-    `GaussianMixture.clean_weight`; benchmarks/rho_estimators.py compares the two.)
+    low-loss posterior exceeds `threshold` is the class's selection ratio. Shape (C,). Used
+    with the per_class quota rule. 0.5 is the most probable split (rho_mode = auto); a lower
+    threshold keeps a sample unless the mixture is fairly sure it is noisy (rho_mode = bayes).
+    (The mixture's own weight of the low-loss component is `GaussianMixture.clean_weight`;
+    benchmarks/rho_estimators.py compares the two.)
     """
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold={threshold}: a posterior threshold lies strictly between "
+                         "0 and 1")
     rho = torch.full((num_classes,), high, dtype=torch.float64)
     for c in range(num_classes):
         members = loss[labels == c]
         if members.numel() >= 8:
-            rho[c] = float(gmm_clean(members).float().mean())
+            rho[c] = float(gmm_clean(members, threshold=threshold).float().mean())
     return rho.clamp(low, high)
 
 

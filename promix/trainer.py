@@ -236,12 +236,17 @@ class Trainer:
                 if p.rho_mode == "auto":
                     rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
                     record[f"rho_auto_{k + 1}"] = rho.tolist()
-                elif p.rho_mode == "lenient":
+                elif p.rho_mode in ("lenient", "bayes"):
                     # Estimated once, on the warm-up network, which trained on every label
                     # alike; later losses are shaped by the selection itself (docs/baselines.md).
                     held = self.last_record(f"rho_auto_{k + 1}")
-                    rho = (lenient_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
-                           if held is None else torch.tensor(held, dtype=torch.float64))
+                    if held is not None:
+                        rho = torch.tensor(held, dtype=torch.float64)
+                    elif p.rho_mode == "lenient":
+                        rho = lenient_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
+                    else:
+                        rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0,
+                                       threshold=p.rho_posterior)
                     record[f"rho_auto_{k + 1}"] = rho.tolist()
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)

@@ -158,3 +158,19 @@ def test_lenient_rho_drops_only_the_upper_half_of_the_noisy_mode():
     labels += [torch.full((5,), 2)]
     rho = lenient_rho(torch.cat(loss), torch.cat(labels), 3, low=0.05, high=0.95)
     assert rho.tolist() == pytest.approx([0.9, 0.75, 0.95], abs=0.03)
+
+
+def test_auto_rho_with_a_low_posterior_threshold_keeps_the_doubtful_middle():
+    # Two overlapping modes: a threshold of 0.1 keeps the samples the mixture only half
+    # believes are clean; 0.5 does not. Separated modes give the clean share at either.
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(600, dtype=torch.long)
+    overlapping = torch.cat([torch.randn(400, generator=g), 2 + torch.randn(200, generator=g)])
+    half = auto_rho(overlapping, labels, 1, low=0.05, high=1.0)
+    low = auto_rho(overlapping, labels, 1, low=0.05, high=1.0, threshold=0.1)
+    assert float(low) > float(half) + 0.05
+    separated = torch.cat([torch.rand(400, generator=g), 5 + torch.rand(200, generator=g)])
+    assert float(auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=0.1)) == (
+        pytest.approx(400 / 600, abs=0.01))
+    with pytest.raises(ValueError, match="strictly between"):
+        auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=0.0)
