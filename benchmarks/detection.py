@@ -85,6 +85,11 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
     # the other label_quality definitions, and one peer alone, on the same predictions
     row["quality_methods"] = {m: score(labels, probs, wrong, quality=m) for m in QUALITY_METHODS}
     row["single_peer"] = score(labels, probs[:1], wrong)
+    # the pseudo heads (h_AP): joined to the primary heads, and alone
+    pseudo = [out[f"pseudo_logits{k}"].softmax(1) for k in (1, 2)]
+    row["quality_methods"]["with_pseudo_heads"] = score(
+        labels, [(probs[0] + pseudo[0]) / 2, (probs[1] + pseudo[1]) / 2], wrong)
+    row["quality_methods"]["pseudo_heads_only"] = score(labels, pseudo, wrong)
     return row
 
 
