@@ -113,12 +113,9 @@ def auto_rho(
     if not 0 < threshold < 1:
         raise ValueError(f"threshold={threshold}: a posterior threshold lies strictly between "
                          "0 and 1")
-    rho = torch.full((num_classes,), high, dtype=torch.float64)
-    for c in range(num_classes):
-        members = loss[labels == c]
-        if members.numel() >= 8:
-            rho[c] = float(gmm_clean(members, threshold=threshold).float().mean())
-    return rho.clamp(low, high)
+    return per_class_share(
+        loss, labels, num_classes, lambda x: gmm_clean(x, threshold=threshold).float().mean(),
+        low=low, high=high)
 
 
 def lenient_rho(
@@ -132,13 +129,25 @@ def lenient_rho(
     share plus half the noisy one, 1 - ν_j/2 for a noise rate ν_j; with overlapping ones it
     stays high, where `auto_rho`'s posterior rule falls to about one half whatever the truth.
     """
+    def below_noisy_mean(members: torch.Tensor) -> torch.Tensor:
+        x = min_max(members)
+        gmm = fit_gmm(x)
+        return (x < gmm.mean[1 - gmm.clean]).double().mean()
+
+    return per_class_share(loss, labels, num_classes, below_noisy_mean, low=low, high=high)
+
+
+def per_class_share(
+    loss: torch.Tensor, labels: torch.Tensor, num_classes: int, share, *, low: float,
+    high: float,
+) -> torch.Tensor:
+    """`share(losses of class j)` for each class with at least 8 samples (too few to fit a
+    mixture otherwise; those keep `high`), clipped to [low, high]. Shape (C,), float64."""
     rho = torch.full((num_classes,), high, dtype=torch.float64)
     for c in range(num_classes):
         members = loss[labels == c]
         if members.numel() >= 8:
-            x = min_max(members)
-            gmm = fit_gmm(x)
-            rho[c] = float((x < gmm.mean[1 - gmm.clean]).double().mean())
+            rho[c] = float(share(members))
     return rho.clamp(low, high)
 
 

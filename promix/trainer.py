@@ -233,21 +233,15 @@ class Trainer:
                 self.clean[k] = gmm_clean(loss)
             else:
                 rho = sched.rho
-                if p.rho_mode == "auto":
-                    rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
-                    record[f"rho_auto_{k + 1}"] = rho.tolist()
-                elif p.rho_mode in ("lenient", "bayes"):
-                    # Estimated once, on the warm-up network, which trained on every label
-                    # alike; later losses are shaped by the selection itself (docs/baselines.md).
-                    held = self.last_record(f"rho_auto_{k + 1}")
-                    if held is not None:
-                        rho = torch.tensor(held, dtype=torch.float64)
-                    elif p.rho_mode == "lenient":
-                        rho = lenient_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0)
-                    else:
-                        rho = auto_rho(loss, self.labels, self.num_classes, low=0.05, high=1.0,
-                                       threshold=p.rho_posterior)
-                    record[f"rho_auto_{k + 1}"] = rho.tolist()
+                if p.rho_mode != "fixed":
+                    key = f"rho_auto_{k + 1}"
+                    # lenient and bayes estimate once, on the warm-up network, which trained
+                    # on every label alike; later losses are shaped by the selection itself
+                    # (docs/baselines.md). auto re-estimates at every pass.
+                    held = self.last_record(key) if p.rho_mode != "auto" else None
+                    rho = (self.estimate_rho(loss) if held is None
+                           else torch.tensor(held, dtype=torch.float64))
+                    record[key] = rho.tolist()
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
                 self.clean[k] = class_small_loss(loss, self.labels, quota)
@@ -259,6 +253,14 @@ class Trainer:
             record |= self._quality(f"css_{k + 1}", self.clean[k])
             record |= self._quality(f"mhcs_{k + 1}", self.chosen[k])
         return record
+
+    def estimate_rho(self, loss: torch.Tensor) -> torch.Tensor:
+        """Per-class selection ratios (C,) from one peer's losses, by promix.rho_mode."""
+        p, bounds = self.cfg.promix, {"low": 0.05, "high": 1.0}
+        if p.rho_mode == "lenient":
+            return lenient_rho(loss, self.labels, self.num_classes, **bounds)
+        threshold = p.rho_posterior if p.rho_mode == "bayes" else 0.5
+        return auto_rho(loss, self.labels, self.num_classes, threshold=threshold, **bounds)
 
     def last_record(self, key: str):
         """The latest value of `key` in the history (restored on resume), or None."""

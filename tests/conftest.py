@@ -9,8 +9,19 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two threads on a busy 2-core machine run 10x slower than one; modules that train
+    several tiny runs use it for all their tests (`pytestmark = usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -21,13 +21,7 @@ TINY = ["--per_class=20", "--width=4", "--batch_size=32", "--epochs=4", "--warmu
 TIMING = ("train_seconds",)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on a busy 2-core machine run 10x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(*extra):

@@ -21,12 +21,7 @@ TINY = ["--per_class=20", "--width=4", "--batch_size=32", "--epochs=4", "--warmu
 ESTIMATES = [0.9, 0.4, 0.95]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def falling(calls):
