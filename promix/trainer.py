@@ -225,7 +225,10 @@ class Trainer:
     def select(self, sched: EpochSchedule) -> dict:
         """CSS per peer on eval-mode test-view losses; logs selection quality when known."""
         p = self.cfg.promix
-        record = {"rho": sched.rho}
+        # the ratio actually applied: the ramp's ρ, or each peer's per-class estimate (the GMM
+        # selection applies none)
+        css_fixed = p.selection != "gmm" and p.rho_mode == "fixed"
+        record = {"rho": sched.rho} if css_fixed else {}
         outputs = self.infer_train()
         for k, out in enumerate(outputs):
             loss = out.losses(self.labels)

@@ -47,6 +47,7 @@ def test_the_ratio_is_estimated_once_and_survives_a_resume(
     per_class = torch.bincount(full.labels, minlength=full.num_classes)
     for r in passes:
         assert r["rho_auto_1"] == r["rho_auto_2"] == [0.9] * full.num_classes
+        assert "rho" not in r  # the ramp's ρ is not what was applied, so it is not logged
         assert r["selected/css_1"] == sum(math.ceil(0.9 * int(n)) for n in per_class)
 
     # Resumed after the second pass, the held 0.9 comes from the restored history; a fresh
