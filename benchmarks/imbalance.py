@@ -1,11 +1,12 @@
 """Which CSS quota rule on imbalanced data: uniform (reference), per_class, or automatic ρ.
 
 The digits training set is cut to a 1:10 imbalance (classes 0-4 keep every image, classes
-5-9 keep one in ten), 40% symmetric noise is injected, and ProMix is trained with each rule.
+5-9 keep one in ten), symmetric noise is injected (40% unless --noise), and ProMix is trained
+with each rule.
 Reported: balanced test accuracy (the test set is untouched) and the clean selection's
 precision and recall, overall and on the small classes.
 
-    python benchmarks/imbalance.py [--epochs 30] [--seeds 123] [--only RULE]
+    python benchmarks/imbalance.py [--epochs 30] [--noise 0.4] [--seeds 123] [--only RULE]
         [--out benchmarks/results/imbalance.json]
 """
 
@@ -35,6 +36,7 @@ RULES = {
     "auto": ["--quota=per_class", "--rho_mode=auto"],
     "lenient": ["--quota=per_class", "--rho_mode=lenient"],
     "bayes": ["--quota=per_class", "--rho_mode=bayes"],
+    "bayes-0.03": ["--quota=per_class", "--rho_mode=bayes", "--rho_posterior=0.03"],
 }
 
 
@@ -96,7 +98,7 @@ def main() -> None:
                 if r["rule"] not in args.only] + rows
     rows.sort(key=lambda r: (list(RULES).index(r["rule"]), r.get("seed", 123)))
     record = {"command": f"python benchmarks/imbalance.py --epochs {args.epochs} "
-                         f"--seeds {args.seeds}",
+                         f"--noise {args.noise} --seeds {args.seeds}",
               "machine": host.label(),
               "train_size": len(data.train), "noise_rate": args.noise, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
