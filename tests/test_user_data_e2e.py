@@ -37,7 +37,7 @@ def test_train_on_a_folder_skips_and_lists_bad_files(folder, tmp_path):
     assert (run / "skipped_files.txt").read_text().startswith(str(folder / "class0" / "broken.png"))
     config = json.loads((run / "config.json").read_text())
     assert config["preset"] == "user" and config["promix"]["quota"] == "per_class"
-    assert (config["promix"]["rho"], config["promix"]["rho_mode"]) == (0.7, "fixed")
+    assert config["promix"]["rho_mode"] == "lenient"
     assert config["promix"]["passes"] == "efficient"
     data = json.loads((run / "data.json").read_text())
     assert data["classes"] == ["class0", "class1", "class2"] and data["image_shape"] == [3, 12, 12]
@@ -45,6 +45,8 @@ def test_train_on_a_folder_skips_and_lists_bad_files(folder, tmp_path):
     assert read_metrics(run)[-1]["phase"] == "promix"
     counts = np.bincount([int(r.split(",")[1]) for r in
                           (run / "noisy_labels.csv").read_text().splitlines()[1:]])
-    quota = sum(int(np.ceil(0.7 * n)) for n in counts)  # ⌈0.7·n_j⌉ per class
-    assert read_metrics(run)[-1]["selected/css_1"] == quota
+    last = read_metrics(run)[-1]
+    rho = np.array(last["rho_auto_1"])  # estimated from the losses, one ratio per class
+    assert rho.shape == counts.shape and ((rho >= 0.05) & (rho <= 1)).all()
+    assert last["selected/css_1"] == sum(np.ceil(rho * counts).astype(int))  # ⌈ρ_j·n_j⌉
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before  # user files untouched
