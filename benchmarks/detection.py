@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from promix.api import train
+from promix.api import load_nets, train
 from promix.config import (
     Config,
     DataConfig,
@@ -37,11 +37,12 @@ from promix.config import (
     RunConfig,
     ScheduleConfig,
 )
+from promix.data.augment import normalize
 from promix.data.base import Dataset
 from promix.data.load import build_dataset
 from promix.hardware import autocast
 from promix.inference import predict
-from promix.issues import QUALITY_METHODS, detection_metrics, find_label_issues
+from promix.issues import QUALITY_METHODS, auprc, auroc, detection_metrics, find_label_issues
 from promix.runs import load_tensors
 from promix.trainer import Trainer
 
@@ -90,7 +91,36 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
     row["quality_methods"]["with_pseudo_heads"] = score(
         labels, [(probs[0] + pseudo[0]) / 2, (probs[1] + pseudo[1]) / 2], wrong)
     row["quality_methods"]["pseudo_heads_only"] = score(labels, pseudo, wrong)
+    row["quality_methods"] |= flip_and_neighbours(cfg, data, out_dir, probs, wrong)
     return row
+
+
+def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
+                        wrong: np.ndarray, k: int = 20) -> dict:
+    """Two rankings tried on top of label_quality (docs/label-issues.md): the peers' mean
+    probability of the given label over the image and its mirror (test-time flip), and a
+    k-nearest-neighbour vote of the given labels in each peer's feature space, alone and as
+    a rank average with self-confidence."""
+    nets = load_nets(run_dir, cfg, num_classes=data.num_classes,
+                     in_channels=data.train.images.shape[1])
+    mean, std = (torch.tensor(v) for v in data.normalization())
+    x = normalize(data.train.images, mean, std, channels_last=False)
+    labels = data.train.labels
+    flipped, votes = [], torch.zeros(len(labels))
+    with torch.no_grad():
+        for net in nets:
+            flipped.append(net(x.flip(3)).logits.softmax(1))
+            phi = torch.nn.functional.normalize(net.backbone(x), dim=1)
+            sim = (phi @ phi.T).fill_diagonal_(-2)  # never one's own neighbour
+            near = labels[sim.topk(k, dim=1).indices]  # (N, k) given labels of the neighbours
+            votes += (near == labels[:, None]).float().mean(1) / len(nets)
+    quality = find_label_issues(labels, *probs).label_quality
+    rank = lambda q: np.argsort(np.argsort(q)) / (len(q) - 1)  # noqa: E731
+    both = (rank(quality) + rank(votes.numpy())) / 2
+    ranking = lambda q: {"auroc": auroc(1 - q, wrong), "auprc": auprc(1 - q, wrong)}  # noqa: E731
+    tta = [(p + f) / 2 for p, f in zip(probs, flipped, strict=True)]
+    return {"flip_tta": score(labels, tta, wrong),
+            f"knn{k}_vote": ranking(votes.numpy()), f"knn{k}_rank_mean": ranking(both)}
 
 
 def score(labels, probs: list, wrong: np.ndarray, **kwargs) -> dict:
