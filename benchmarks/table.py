@@ -350,12 +350,13 @@ def write_doc(path: Path, rows: list[dict], budget: str) -> None:
         out.append(f"| {cell} | `{' '.join(CELLS[cell]) or 'defaults'}` | {cols} |")
     out += ["", "## Selection ratio: hand-set ρ against the automatic rule", "",
             "ρ = 0.5 is the `promix` cell. No automatic rule is given a noise rate; each "
-            "fits a 2-component GMM to each class's losses and use the per_class quota. "
+            "fits a 2-component GMM to each class's losses and uses the per_class quota. "
             "`rho-auto` keeps the samples whose clean posterior is over one half, at every "
             "pass; `rho-lenient` keeps those below the noisy component's mean, estimated once "
             "at the end of the warm-up and held; `rho-bayes` keeps those whose clean posterior "
             "is over 0.1 (`rho-bayes-0.03`: over 0.03), also held (docs/baselines.md). The "
-            "last column is the mean ρ in use at the end of the run.", "",
+            "`user` preset uses the lenient rule. The last column is the mean ρ in use at the "
+            "end of the run.", "",
             f"| ρ | {heads} | mean auto ρ |", rule]
     for label, cell in [("0.3", "rho-0.3"), ("0.5", "promix"), ("0.7", "rho-0.7"),
                         *((cell.removeprefix("rho-"), cell) for cell in AUTO_RHO)]:
