@@ -91,12 +91,13 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
     row["quality_methods"]["with_pseudo_heads"] = score(
         labels, [(probs[0] + pseudo[0]) / 2, (probs[1] + pseudo[1]) / 2], wrong)
     row["quality_methods"]["pseudo_heads_only"] = score(labels, pseudo, wrong)
-    row["quality_methods"] |= flip_and_neighbours(cfg, data, out_dir, probs, wrong)
+    row["quality_methods"] |= flip_and_neighbours(cfg, data, out_dir, probs,
+                                                  issues.label_quality, wrong)
     return row
 
 
 def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
-                        wrong: np.ndarray, k: int = 20) -> dict:
+                        quality: np.ndarray, wrong: np.ndarray, k: int = 20) -> dict:
     """Two rankings tried on top of label_quality (docs/label-issues.md): the peers' mean
     probability of the given label over the image and its mirror (test-time flip), and a
     k-nearest-neighbour vote of the given labels in each peer's feature space, alone and as
@@ -114,7 +115,6 @@ def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
             sim = (phi @ phi.T).fill_diagonal_(-2)  # never one's own neighbour
             near = labels[sim.topk(k, dim=1).indices]  # (N, k) given labels of the neighbours
             votes += (near == labels[:, None]).float().mean(1) / len(nets)
-    quality = find_label_issues(labels, *probs).label_quality
     rank = lambda q: np.argsort(np.argsort(q)) / (len(q) - 1)  # noqa: E731
     both = (rank(quality) + rank(votes.numpy())) / 2
     ranking = lambda q: {"auroc": auroc(1 - q, wrong), "auprc": auprc(1 - q, wrong)}  # noqa: E731

@@ -99,7 +99,8 @@ RHO_SWEEP = {
     "rho-bayes": ["--rho_mode=bayes", "--quota=per_class"],  # clean posterior > 0.1, held
     "rho-bayes-0.03": ["--rho_mode=bayes", "--rho_posterior=0.03", "--quota=per_class"],
 }
-AUTO_RHO = [cell for cell in RHO_SWEEP if "mode" in " ".join(RHO_SWEEP[cell])]
+AUTO_RHO = [cell for cell, args in RHO_SWEEP.items()
+            if any(a.startswith("--rho_mode=") for a in args)]
 # Speed options that must leave accuracy within noise (issue: speed): ProMix with one mixed
 # batch per peer shared by both heads, ProMix in fp32 where `auto` picks bf16 (GPUs, AMX,
 # AVX512-BF16), and a short run forced to bf16, the pair of promix-7ep's fp32 rows from the
