@@ -79,12 +79,14 @@ def run_train(cfg) -> int:
     from .api import train
     from .distributed import current, shutdown
 
+    finished = False
     try:
         result = train(cfg)
         if current().is_main:
             print_result(result, cfg)
+        finished = True
     finally:
-        shutdown()
+        shutdown(finished)
     return 0
 
 

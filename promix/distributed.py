@@ -224,9 +224,18 @@ def current() -> World:
     return _WORLD if _WORLD is not None else World()
 
 
-def shutdown() -> None:
+def shutdown(finished: bool = True) -> None:
+    """Leave the torchrun job (a no-op in one process).
+
+    After a finished run every rank first waits at a barrier, so no rank tears down its gloo
+    connections while a peer is still using them: rank 1 and up are done right after the last
+    collective, while rank 0 still writes the model and the report. After an error the barrier
+    is skipped (the peers may never reach it); torchrun ends them once this rank exits.
+    """
     global _WORLD
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
     _WORLD = None
 

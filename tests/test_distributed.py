@@ -40,7 +40,8 @@ PROMIX_EPOCHS = (2, 3)
 def launch(args, *, nproc, cwd, env=None):
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = [sys.executable, *(launcher if nproc > 1 else []), "-m", "promix", "train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # PYTHONFAULTHANDLER: a rank that aborts (SIGABRT) prints where each of its threads was
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -48,6 +49,11 @@ def train(out, name, debug, nproc):
     debug.mkdir()
     return launch([*ARGS, f"--out_dir={out}", f"--run.name={name}"], nproc=nproc, cwd=out,
                   env={"PROMIX_DEBUG_DIR": str(debug)})
+
+
+def failure(proc):
+    """What a failed job printed: the end of stdout, and stderr (every rank's) up to 12,000."""
+    return f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-12000:]}"
 
 
 def dumps(debug, rank):
@@ -58,9 +64,9 @@ def dumps(debug, rank):
 def jobs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     two = train(out, "two", out / "debug-two", 2)
-    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.returncode == 0, failure(two)
     one = train(out, "one", out / "debug-one", 1)
-    assert one.returncode == 0, one.stderr[-3000:]
+    assert one.returncode == 0, failure(one)
     return out, two
 
 
@@ -120,7 +126,7 @@ def test_a_two_rank_run_resumes_bitwise(jobs):
         path.unlink()  # as if killed during the last epoch
     (copy / "model.safetensors").unlink()
     proc = launch(["--resume", str(copy)], nproc=2, cwd=out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, failure(proc)
     want, got = (load_tensors(d / "model.safetensors") for d in (out / "two", copy))
     assert want.keys() == got.keys()
     assert all(torch.equal(want[name], got[name]) for name in want)
@@ -193,7 +199,7 @@ def test_nccl_ranks_hold_the_same_weights(tmp_path, sync_bn):
     debug.mkdir()
     proc = launch([*args, f"--out_dir={tmp_path}", "--run.name=nccl"], nproc=2, cwd=tmp_path,
                   env={"PROMIX_DEBUG_DIR": str(debug)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, failure(proc)
     rank0, rank1 = (dumps(debug, r) for r in (0, 1))
     for e in EPOCHS:
         assert rank0[e]["size"] == rank1[e]["size"] == 2
