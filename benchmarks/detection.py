@@ -36,6 +36,7 @@ from promix.config import (
     ProMixConfig,
     RunConfig,
     ScheduleConfig,
+    load_preset,
 )
 from promix.data.augment import normalize
 from promix.data.base import Dataset
@@ -62,7 +63,7 @@ def make_config(args, kind: str, rate: float, method: str, out_dir: str) -> Conf
         optim=OptimConfig(batch_size=args.batch_size),
         schedule=ScheduleConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs,
                                 prior_momentum=None),
-        promix=ProMixConfig(tau=args.tau),
+        promix=promix_settings(args.promix, args.tau),
         run=RunConfig(method=method, seed=args.seed, progress=False, checkpoint_every=0,
                       out_dir=out_dir),
     )
@@ -126,6 +127,14 @@ def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
 def score(labels, probs: list, wrong: np.ndarray, **kwargs) -> dict:
     issues = find_label_issues(labels, *probs, **kwargs)
     return detection_metrics(issues.label_quality, issues.is_label_issue, wrong)
+
+
+def promix_settings(which: str, tau: float) -> ProMixConfig:
+    """paper: the reference's ProMix (fixed ρ, uniform quota, six passes per peer); user: the
+    [promix] section of the `user` preset, what `promix train --data` runs (ρ estimated per
+    class, per-class quota, the shared mixed batch: four passes per peer)."""
+    base = ProMixConfig() if which == "paper" else load_preset("user").promix
+    return replace(base, tau=tau)
 
 
 def fold_index(labels: torch.Tensor, folds: int, seed: int) -> np.ndarray:
@@ -201,6 +210,8 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=16, help="small_cnn first-stage width")
     ap.add_argument("--batch_size", type=int, default=128)
     ap.add_argument("--tau", type=float, default=0.95, help="MHCS/LGA/suggestion threshold")
+    ap.add_argument("--promix", choices=("paper", "user"), default="paper",
+                    help="ProMix's settings: the reference's, or the user preset's")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--settings", default="sym:0.5,asym:0.4", help="noise kind:rate, ...")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
@@ -236,8 +247,8 @@ def main(argv=None) -> None:
     args.out.write_text(json.dumps({
         "command": " ".join(["python", *sys.argv]),
         "machine": host.describe(),
-        "budget": {k: getattr(args, k) for k in ("per_class", "epochs", "warmup_epochs",
-                                                   "folds", "width", "batch_size", "tau")},
+        "budget": {k: getattr(args, k) for k in ("per_class", "epochs", "warmup_epochs", "folds",
+                                                   "width", "batch_size", "tau", "promix")},
         "results": results,
         "table": text,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
