@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import torch
 from . import checkpoint, distributed, runs
 from .config import Config
 from .data.base import Dataset
-from .data.load import build_dataset
 from .models import TwoHeadNet, create_model
+from .models.plan import build_data
+from .models.weights import META_MODEL, META_NORM
 from .trainer import Result, Trainer
 
 
@@ -27,7 +29,7 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
     writes the run directory (docs/distributed.md).
     """
     world = distributed.init(cfg.run.device)
-    data = data if data is not None else build_dataset(cfg.data)
+    data = data if data is not None else build_data(cfg)  # the model is checked first
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume)
     elif run_dir is None:
@@ -89,7 +91,10 @@ def save_model(path: Path, trainer: Trainer) -> None:
     for k, net in enumerate(trainer.nets, start=1):
         tensors |= {f"peer{k}.{name}": t for name, t in net.state_dict().items()}
     tensors |= {f"priors.{name}": t for name, t in trainer.priors.state_dict().items()}
-    runs.save_tensors(path, tensors)
+    # what --weights=model.safetensors needs to check and reuse the file (models/weights.py)
+    meta = {META_MODEL: trainer.cfg.model.name,
+            META_NORM: json.dumps([list(v) for v in trainer.data.normalization()])}
+    runs.save_tensors(path, tensors, metadata=meta)
 
 
 def save_train_outputs(path: Path, trainer: Trainer) -> None:

@@ -24,14 +24,17 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | mnist5k | cifar10 | cifar100 | folder | csv
+    dataset: str = "digits"  # digits | mnist5k | cifar10 | cifar100 | folder | csv | clothing1m
     root: str | None = None  # data directory, .tar.gz, image folder or CSV file
     download: bool = False  # fetch the official archive (CIFAR) when root holds none
     noise: str = "sym"  # none | sym | sym_exact | asym | idn | aggre | worst | rand1..3 | noisy100
     noise_rate: float = 0.5  # fraction r of samples relabelled (sym: realized r(1-1/C))
     noise_file: str | None = None  # CIFAR-N labels (CIFAR-10_human.pt / CIFAR-100_human.pt)
     noise_seed: int = 123  # the reference seeds Python's random with 123 before injection
-    image_size: int | None = None  # resize user images to this square size (None: keep)
+    # square training size in pixels; None: the timm model's pretrained size for image files,
+    # else the images' own (docs/backbones.md: the resolution rule)
+    image_size: int | None = None
+    interpolation: str | None = None  # resize filter: bilinear | bicubic (None: the model's)
     per_class: int | None = None  # keep the first n training images of each class
     test_fraction: float = 0.2  # held out when the data has no test split
     skip_bad_images: bool = False  # skip unreadable files and list them in the run dir
@@ -41,8 +44,17 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "small_cnn"  # registry name: resnet18 | preact_resnet18 | small_cnn
+    name: str = "small_cnn"  # registry name: resnet18 | preact_resnet18 | small_cnn | timm:NAME
     width: int = 32  # small_cnn: first stage width (stages are w, 2w, 4w)
+    # timm models: load timm's pretrained weights (from the Hugging Face hub, cached under
+    # ~/.cache/huggingface); input size, mean/std and interpolation then follow the model
+    pretrained: bool = False
+    weights: str | None = None  # local .safetensors / .pth checkpoint to start from (offline)
+    # used instead when the pretrained weights cannot be fetched (offline); None: stop with
+    # an error. The console says when it is used (docs/backbones.md)
+    fallback: str | None = None
+    backbone_lr_scale: float = 1.0  # backbone learning rate = lr * this; the heads get lr
+    freeze_stages: int = 0  # timm: leading stages (the stem counts as one) kept frozen
 
 
 @dataclass
@@ -153,6 +165,7 @@ class Config:
 CHOICES = {
     "data.noise": {"none", "sym", "sym_exact", "asym", "idn", "clean", "aggre", "worst",
                    "rand1", "rand2", "rand3", "noisy100"},
+    "data.interpolation": {"bilinear", "bicubic"},
     "model.name": None,  # checked against the model registry at build time
     "schedule.lambda_u_mode": {"faithful", "paper"},
     "promix.rho_mode": {"fixed", "auto", "lenient", "bayes"},
@@ -167,6 +180,9 @@ CHOICES = {
     "run.augment": {"auto", "grouped", "dense", "graph"},
 }
 
+
+# Section names that also stand for one of their fields: --model=timm:resnet50.
+ALIASES = {"model": "model.name"}
 
 # "auto" reads better for fields whose None means "derive it" (warmup_epochs, prior_momentum).
 NULL_WORDS = ("none", "null", "auto")
@@ -190,7 +206,7 @@ def leaves(cfg: object, prefix: str = "") -> dict[str, tuple[object, dataclasses
 def resolve_key(cfg: Config, key: str) -> str:
     """Full dotted path for `key`, which may be a unique leaf name."""
     table = leaves(cfg)
-    key = key.replace("-", "_")
+    key = ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
     if key in table:
         return key
     matches = [p for p in table if p.rsplit(".", 1)[-1] == key]

@@ -25,7 +25,11 @@ from .debias import PriorState
 from .distributed import World
 from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, accuracy, predict, selection_quality
-from .models import TwoHeadNet, create_model
+from .data.mapped import prefetch
+from .models import TwoHeadNet, create_model, param_groups
+from .models.plan import pretrained_file
+from .models.timm_backbone import freeze_stages
+from .models.weights import load_weights, read_weights
 from .schedules import EpochSchedule, Schedule, prior_momentum
 from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean, lenient_rho
 from .step import Batch, StepRandom, train_step, warmup_step
@@ -64,7 +68,8 @@ class Trainer:
         self.device = resolve_device(run.device)
         self.dtype = resolve_precision(run.precision, self.device)
         self.autocast = autocast(self.device, self.dtype)
-        self.images = data.train.images.to(self.device)  # (N, C, H, W) uint8
+        # (N, C, H, W) uint8; MappedImages (data larger than memory) stay on disk
+        self.images = data.train.images.to(self.device)
         self.labels = data.train.labels.to(self.device)  # noisy ỹ
         # Moved to the device once, not at every epoch's evaluation and selection pass.
         self.is_clean = (None if data.true_labels is None  # diagnostics only, never the step
@@ -79,8 +84,10 @@ class Trainer:
         self.num_classes = data.num_classes
         n_nets = 1 if run.method == "ce" else 2
         self.nets = [self._model() for _ in range(n_nets)]
+        if cfg.model.weights:
+            print(f"promix: {self.weights_note}")
         self.optimizer = torch.optim.SGD(
-            [{"params": net.parameters()} for net in self.nets],  # one group per peer
+            [g for net in self.nets for g in param_groups(net, cfg.model.backbone_lr_scale)],
             lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
         )
         self.schedule = Schedule(
@@ -108,9 +115,14 @@ class Trainer:
     def _model(self) -> TwoHeadNet:
         m = self.cfg.model
         kwargs = {"width": m.width} if m.name == "small_cnn" else {}
-        net = create_model(
-            m.name, num_classes=self.num_classes, in_channels=self.images.shape[1], **kwargs
-        ).to(self.device)
+        if m.pretrained:  # timm: from the Hugging Face cache when there, else downloaded
+            kwargs |= {"pretrained": True, "pretrained_file": pretrained_file(m.name)}
+        net = create_model(m.name, num_classes=self.num_classes,
+                           in_channels=self.images.shape[1], **kwargs)
+        if m.weights:  # checked before the data were decoded (models/plan.py)
+            self.weights_note = load_weights(net, read_weights(m.weights), model_name=m.name)
+        freeze_stages(net.backbone, m.freeze_stages)
+        net = net.to(self.device)
         if self.cfg.run.channels_last:
             net = net.to(memory_format=torch.channels_last)
         if self.cfg.run.compile:
@@ -126,7 +138,7 @@ class Trainer:
         for epoch in range(start_epoch, stop_epoch or self.cfg.schedule.epochs):
             sched = self.schedule.at(epoch)
             for group in self.optimizer.param_groups:
-                group["lr"] = sched.lr
+                group["lr"] = sched.lr * group.get("lr_scale", 1.0)
             record = {"epoch": epoch, "lr": sched.lr, "phase": self.phase(sched)}
             tick = time.perf_counter()
             if record["phase"] == "promix":
@@ -159,8 +171,8 @@ class Trainer:
             if index is not None:
                 yield index
 
-    def views(self, index: torch.Tensor, strong: bool) -> Batch:
-        x = self.images[index]
+    def views(self, index: torch.Tensor, strong: bool, x: torch.Tensor | None = None) -> Batch:
+        x = self.images[index] if x is None else x  # (B, C, H, W) uint8
         g, cl = self.random.generator, self.cfg.run.channels_last
         weak = normalize(weak_view(x, generator=g, flip=self.flip), self.mean, self.std,
                          channels_last=cl)
@@ -180,8 +192,8 @@ class Trainer:
         batches = list(self.batches(drop_last=promix))
         bar = tqdm(batches, desc=f"epoch {sched.epoch}", leave=False,
                    disable=not self.cfg.run.progress, unit="batch")
-        for index in bar:
-            batch = self.views(index, strong=promix)
+        for index, x in prefetch(self.images, bar):  # the next batches read meanwhile
+            batch = self.views(index, strong=promix, x=x)
             if promix:
                 terms, chosen = train_step(
                     self.nets, self.optimizer, batch, clean=self.clean, priors=self.priors,

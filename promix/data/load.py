@@ -65,7 +65,7 @@ def load_raw(cfg: DataConfig) -> Loaded:
         data = load_cifar(name, cfg.root, download=cfg.download)
         return Loaded(data.train, data.test, CIFAR_STATS[name], data.superclass)
     options = dict(image_size=cfg.image_size, cache_dir=cfg.cache_dir,
-                   skip_bad=cfg.skip_bad_images)
+                   skip_bad=cfg.skip_bad_images, interpolation=cfg.interpolation or "bilinear")
     user = load_folder(cfg.root, **options) if name == "folder" else load_csv(cfg.root, **options)
     return Loaded(user.train, user.test, skipped=user.skipped)
 
