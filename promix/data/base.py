@@ -98,9 +98,12 @@ class Dataset:
         return channel_stats(self.train.images)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], ...]:
-    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in chunks."""
+def channel_stats(images: torch.Tensor, chunk_bytes: int = 256 << 20
+                  ) -> tuple[tuple[float, ...], ...]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in chunks of
+    at most `chunk_bytes` of float64 (memory stays flat for any image count and size)."""
     c = images.shape[1]
+    chunk = max(1, chunk_bytes // (8 * c * images.shape[2] * images.shape[3]))
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
     for start in range(0, images.shape[0], chunk):
