@@ -69,7 +69,7 @@ def list_clothing1m(root: str | os.PathLike) -> Listing:
     paths, labels, splits = [], [], []
     for split, keys, table, name in (
             ("train", _read_keys(ann / "noisy_train_key_list.txt"), noisy, "noisy_label_kv"),
-            ("test", _read_keys(ann / "clean_test_key_list.txt"), noisy, "clean_label_kv")):
+            ("test", _read_keys(ann / "clean_test_key_list.txt"), clean, "clean_label_kv")):
         for key in keys:
             if key not in table:
                 raise DataError(f"{key} of the {split} list has no label in {name}.txt")
@@ -94,7 +94,7 @@ def first_per_class(listing: Listing, n: int | None) -> Listing:
     for i, (label, split) in enumerate(zip(listing.labels, listing.splits, strict=True)):
         if split == "train":
             seen[label] += 1
-            if seen[label] > n + 1:
+            if seen[label] > n:
                 continue
         keep.append(i)
     return Listing([listing.paths[i] for i in keep], [listing.labels[i] for i in keep],
