@@ -13,7 +13,7 @@ from .config import Config
 from .data.base import Dataset
 from .models import TwoHeadNet, create_model
 from .models.plan import build_data
-from .models.weights import META_MODEL, META_NORM
+from .models.weights import META_CLASSES, META_MODEL, META_NORM
 from .trainer import Result, Trainer
 
 
@@ -92,7 +92,7 @@ def save_model(path: Path, trainer: Trainer) -> None:
         tensors |= {f"peer{k}.{name}": t for name, t in net.state_dict().items()}
     tensors |= {f"priors.{name}": t for name, t in trainer.priors.state_dict().items()}
     # what --weights=model.safetensors needs to check and reuse the file (models/weights.py)
-    meta = {META_MODEL: trainer.cfg.model.name,
+    meta = {META_MODEL: trainer.cfg.model.name, META_CLASSES: json.dumps(trainer.data.classes),
             META_NORM: json.dumps([list(v) for v in trainer.data.normalization()])}
     runs.save_tensors(path, tensors, metadata=meta)
 

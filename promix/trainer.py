@@ -120,7 +120,8 @@ class Trainer:
         net = create_model(m.name, num_classes=self.num_classes,
                            in_channels=self.images.shape[1], **kwargs)
         if m.weights:  # checked before the data were decoded (models/plan.py)
-            self.weights_note = load_weights(net, read_weights(m.weights), model_name=m.name)
+            self.weights_note = load_weights(net, read_weights(m.weights), model_name=m.name,
+                                             classes=self.data.classes)
         freeze_stages(net.backbone, m.freeze_stages)
         net = net.to(self.device)
         if self.cfg.run.channels_last:

@@ -87,6 +87,7 @@ def test_weights_from_a_promix_run_keep_matching_heads(tmp_path):
     tensors |= {f"peer2.{k}": torch.zeros_like(v) for k, v in src.state_dict().items()}
     file = tmp_path / "model.safetensors"
     save_file(tensors, str(file), metadata={"promix.model": "timm:test_resnet",
+                                            "promix.classes": '["a", "b", "c", "d"]',
                                             "promix.normalization": "[[0.1,0.2,0.3],[1,1,1]]"})
     weights = read_weights(str(file))
     assert weights.normalization == ((0.1, 0.2, 0.3), (1, 1, 1))
@@ -94,8 +95,11 @@ def test_weights_from_a_promix_run_keep_matching_heads(tmp_path):
     load_weights(same, weights, model_name="timm:test_resnet")
     for (k, a), b in zip(src.state_dict().items(), same.state_dict().values(), strict=True):
         assert torch.equal(a, b), k  # peer1, heads included
+    renamed = create_model("timm:test_resnet", num_classes=4)
+    note = load_weights(renamed, weights, model_name="x", classes=("a", "b", "c", "x"))
+    assert "other classes" in note and not torch.equal(renamed.linear.weight, src.linear.weight)
     other = create_model("timm:test_resnet", num_classes=7)
-    assert "other number of classes" in load_weights(other, weights, model_name="x")
+    assert "other classes" in load_weights(other, weights, model_name="x")
     assert torch.equal(flat(other.backbone), flat(src.backbone))
 
 

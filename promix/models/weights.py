@@ -27,19 +27,22 @@ from ..config import ConfigError
 
 META_MODEL = "promix.model"  # safetensors metadata written by promix.api.save_model
 META_NORM = "promix.normalization"  # JSON [[mean...], [std...]] the weights were trained with
+META_CLASSES = "promix.classes"  # JSON list of the class names the heads were trained on
 
 
 @dataclass(frozen=True)
 class WeightsFile:
     """A checkpoint read into memory. backbone: names relative to the backbone; heads:
     `linear.*` / `pseudo_linear.*` (promix files only); arch: the file's architecture when
-    it says so; normalization: (mean, std) when it says so."""
+    it says so; normalization: (mean, std) when it says so; classes: the heads' class names
+    when it says so."""
 
     path: str
     backbone: dict[str, torch.Tensor]
     heads: dict[str, torch.Tensor]
     arch: str | None
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
+    classes: tuple[str, ...] | None = None
 
 
 def read_weights(path: str) -> WeightsFile:
@@ -47,6 +50,8 @@ def read_weights(path: str) -> WeightsFile:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"--weights={path}: no such file")
+    from safetensors import SafetensorError
+
     meta: dict[str, str] = {}
     try:
         if file.suffix == ".safetensors":
@@ -57,7 +62,8 @@ def read_weights(path: str) -> WeightsFile:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         else:
             tensors = torch.load(file, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as err:
+    except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, ValueError,
+            EOFError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"--weights={path} is not a safetensors file or a checkpoint of "
                           f"tensors ({first[:160]})") from None
@@ -72,7 +78,9 @@ def read_weights(path: str) -> WeightsFile:
                                                                          "pseudo_linear")}
         backbone = {k[len("backbone."):]: v for k, v in tensors.items()
                     if k.startswith("backbone.")}
-        return WeightsFile(path, backbone, heads, arch, tuple(map(tuple, norm)) if norm else None)
+        classes = tuple(json.loads(meta[META_CLASSES])) if META_CLASSES in meta else None
+        return WeightsFile(path, backbone, heads, arch, tuple(map(tuple, norm)) if norm else None,
+                           classes)
     return WeightsFile(path, tensors, {}, arch, tuple(map(tuple, norm)) if norm else None)
 
 
@@ -93,8 +101,12 @@ def _unwrap(obj, path: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_weights(net: nn.Module, weights: WeightsFile, *, model_name: str) -> str:
+def load_weights(net: nn.Module, weights: WeightsFile, *, model_name: str,
+                 classes: tuple[str, ...] | None = None) -> str:
     """Load `weights` into a TwoHeadNet in place; returns a one-line summary for the console.
+
+    The file's heads are loaded when their shapes match and, where both the file and the
+    caller name the classes, the names match too (other classes get new heads).
 
     Raises ConfigError (naming the file's architecture and `model_name`) when the backbone's
     tensors do not match: missing or unexpected names, or other shapes.
@@ -117,12 +129,13 @@ def load_weights(net: nn.Module, weights: WeightsFile, *, model_name: str) -> st
     backbone.load_state_dict(state)
     heads = "new heads"
     own_heads = {k: v for k, v in net.state_dict().items() if not k.startswith("backbone.")}
-    if weights.heads and all(k in weights.heads and weights.heads[k].shape == v.shape
-                             for k, v in own_heads.items()):
+    same = None in (classes, weights.classes) or tuple(classes) == weights.classes
+    if weights.heads and same and all(k in weights.heads and weights.heads[k].shape == v.shape
+                                      for k, v in own_heads.items()):
         net.load_state_dict({**net.state_dict(), **weights.heads})
         heads = "heads from the file"
     elif weights.heads:
-        heads = "new heads (the file's are for another number of classes)"
+        heads = "new heads (the file's are for other classes)"
     return f"weights: backbone from {weights.path}, {heads}"
 
 
