@@ -84,7 +84,7 @@ class Trainer:
         self.num_classes = data.num_classes
         n_nets = 1 if run.method == "ce" else 2
         self.nets = [self._model() for _ in range(n_nets)]
-        if cfg.model.weights:
+        if hasattr(self, "weights_note"):
             print(f"promix: {self.weights_note}")
         self.optimizer = torch.optim.SGD(
             [g for net in self.nets for g in param_groups(net, cfg.model.backbone_lr_scale)],
@@ -115,11 +115,12 @@ class Trainer:
     def _model(self) -> TwoHeadNet:
         m = self.cfg.model
         kwargs = {"width": m.width} if m.name == "small_cnn" else {}
-        if m.pretrained:  # timm: from the Hugging Face cache when there, else downloaded
+        start = not self.cfg.run.resume  # a resumed run's weights come from its checkpoint
+        if m.pretrained and start:  # timm: from the Hugging Face cache if there, else the hub
             kwargs |= {"pretrained": True, "pretrained_file": pretrained_file(m.name)}
         net = create_model(m.name, num_classes=self.num_classes,
                            in_channels=self.images.shape[1], **kwargs)
-        if m.weights:  # checked before the data were decoded (models/plan.py)
+        if m.weights and start:  # checked before the data were decoded (models/plan.py)
             self.weights_note = load_weights(net, read_weights(m.weights), model_name=m.name,
                                              classes=self.data.classes)
         freeze_stages(net.backbone, m.freeze_stages)

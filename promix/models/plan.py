@@ -57,8 +57,9 @@ def plan_model(cfg: Config) -> ModelPlan:
             if value:
                 raise ConfigError(f"--{flag} applies to timm models (--model=timm:NAME), not "
                                   f"to {m.name}")
-    weights = read_weights(m.weights) if m.weights else None
-    if timm and m.pretrained:
+    start = not cfg.run.resume  # a resumed run takes its weights from its checkpoint
+    weights = read_weights(m.weights) if m.weights and start else None
+    if timm and m.pretrained and start:
         try:
             pretrained_file(m.name)
         except OSError as err:
