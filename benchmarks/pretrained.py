@@ -89,8 +89,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--archive", default=str(CIFAR10_ARCHIVE))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "pretrained.json"))
     args = ap.parse_args()
+    if args.quick:
+        global PRETRAIN_PER_CLASS, TASK_PER_CLASS, PRETRAIN_EPOCHS, TASK_EPOCHS
+        PRETRAIN_PER_CLASS, TASK_PER_CLASS, PRETRAIN_EPOCHS, TASK_EPOCHS = 40, 40, 1, 3
     cifar = load_cifar("cifar10", args.archive)
     with tempfile.TemporaryDirectory(prefix="promix-pretrained-") as out_dir:
         clean = dataset(cifar, PRETRAIN_CLASSES, PRETRAIN_PER_CLASS, noise="none",
