@@ -23,8 +23,8 @@ decoding throughput against single-process PIL, in one run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import concurrent.futures
+import dataclasses
 import itertools
 import json
 import os

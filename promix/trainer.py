@@ -21,11 +21,11 @@ from .coteaching import coteaching_step, forget_rate_at, resolve_forget_rate
 from .data.augment import normalize, render_strong, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
+from .data.mapped import prefetch
 from .debias import PriorState
 from .distributed import World
 from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, accuracy, predict, selection_quality
-from .data.mapped import prefetch
 from .models import TwoHeadNet, create_model, param_groups
 from .models.plan import pretrained_file
 from .models.timm_backbone import freeze_stages

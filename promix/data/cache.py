@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from .base import DataError
+from .decode import FILTERS, GRAY_MODES, decode_chunk, probe_chunk, to_array  # noqa: F401
 
 CACHE_VERSION = 2  # bump when decoding changes, so old entries are not reused
 SMALL_SIDE = 64  # auto size: keep the common size when every image is at most this
@@ -47,8 +47,6 @@ DEFAULT_SIDE = 32  # auto size otherwise
 PARALLEL_MIN = 2000  # fewer files are decoded in this process (a pool costs ~0.2 s to start)
 CHUNK = 256  # files per task: small enough for a smooth progress bar and little memory
 PROGRESS_MIN = 500  # no progress bar for fewer files
-FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 @dataclass(frozen=True)
@@ -193,7 +191,7 @@ def _decode_all(paths: list[Path], image_size: int | None, workers: int | None,
         pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=_context())
     try:
         chunks = _chunks(names, n_workers)
-        probes = [r for part_ in _map(pool, _probe_chunk, chunks, progress, "reading headers")
+        probes = [r for part_ in _map(pool, probe_chunk, chunks, progress, "reading headers")
                   for r in part_]
         bad = {i: r for i, r in enumerate(probes) if isinstance(r, str)}
         ok = [r for r in probes if not isinstance(r, str)]
@@ -212,7 +210,7 @@ def _decode_all(paths: list[Path], image_size: int | None, workers: int | None,
         starts = range(0, len(todo), CHUNK)
         jobs = [(part, offset + s * int(np.prod(shape[1:])), [names[i] for i in todo[s:s + CHUNK]])
                 for s in starts]
-        failed = _map(pool, _decode_chunk, jobs, progress, "decoding", size=size, gray=gray,
+        failed = _map(pool, decode_chunk, jobs, progress, "decoding", size=size, gray=gray,
                       interpolation=interpolation)
     finally:
         if pool is not None:
@@ -280,69 +278,3 @@ def _map(pool, fn, chunks, progress: bool, desc: str, **kwargs) -> list:
             out[k] = f.result()
             bar.update(len(chunks[k][-1]) if isinstance(chunks[k], tuple) else len(chunks[k]))
         return out
-
-
-def _probe_chunk(names: list[str]) -> list[tuple[int, int, str] | str]:
-    """(width, height, mode) from each file's header, or the reason it cannot be read."""
-    out = []
-    for name in names:
-        try:
-            with Image.open(name) as img:
-                out.append((img.size[0], img.size[1], img.mode))
-        except Exception as e:  # noqa: BLE001 - any failure makes the file unreadable
-            out.append(f"{type(e).__name__}: {e}")
-    return out
-
-
-def _decode_chunk(job: tuple[str, int, list[str]], *, size: int, gray: bool,
-                  interpolation: str) -> list[tuple[int, str]]:
-    """Decode job = (file, byte offset, names) into consecutive rows of the .npy file at that
-    offset (os.pwrite: nothing is mapped in the worker); [(position, reason)] of failures."""
-    path, offset, names = job
-    c = 1 if gray else 3
-    out = np.zeros((len(names), c, size, size), dtype=np.uint8)
-    errors = []
-    for j, name in enumerate(names):
-        try:
-            out[j] = to_array(name, size=size, gray=gray, interpolation=interpolation)
-        except Exception as e:  # noqa: BLE001 - truncated, corrupt, unsupported...
-            errors.append((j, f"{type(e).__name__}: {e}"))
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        data, done = memoryview(out).cast("B"), 0
-        while done < len(data):
-            done += os.pwrite(fd, data[done:], offset + done)
-    finally:
-        os.close(fd)
-    return errors
-
-
-def to_array(name: str, *, size: int, gray: bool, interpolation: str = "bilinear") -> np.ndarray:
-    """One file as (C, size, size) uint8, C = 1 if gray else 3."""
-    with Image.open(name) as img:
-        img.draft("L" if gray else "RGB", (size, size))  # JPEG: decode at a reduced scale
-        ImageOps.exif_transpose(img, in_place=True)
-        img.load()
-        img = _eight_bit(img)
-        if gray:
-            img = img.convert("L")
-        elif img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA").convert("RGB")
-        else:
-            img = img.convert("RGB")
-        if img.size != (size, size):
-            img = img.resize((size, size), FILTERS[interpolation])
-        arr = np.asarray(img)
-    return arr[None] if gray else arr.transpose(2, 0, 1)
-
-
-def _eight_bit(img: Image.Image) -> Image.Image:
-    """16-bit and float grayscale images scaled to 8-bit L (PIL's convert would clip)."""
-    if img.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        return img
-    arr = np.asarray(img, dtype=np.float64)
-    if img.mode == "F" and arr.max(initial=0) <= 1:
-        arr = arr * 255
-    elif img.mode != "F" and arr.max(initial=0) > 255:
-        arr = arr / 257  # 0..65535 -> 0..255
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")

@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass, replace
 
 from ..config import Config, ConfigError
-from .timm_backbone import check_image_size, is_timm, pretrained_cfg, timm_backbone
+from .timm_backbone import check_image_size, is_timm, pretrained_cfg
 from .weights import WeightsFile, load_weights, read_weights
 
 FILE_DATASETS = ("folder", "csv", "clothing1m")  # decoded from files at a chosen size
