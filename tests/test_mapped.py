@@ -10,7 +10,6 @@ from PIL import Image
 
 from promix.config import Config
 from promix.data import folder as folder_mod
-from promix.data import mapped as mapped_mod
 from promix.data.base import Dataset, ImageSet
 from promix.data.folder import load_folder
 from promix.data.mapped import MappedImages, prefetch
@@ -58,23 +57,20 @@ def rss_file() -> int:
     pytest.skip("no RssFile in /proc/self/status")
 
 
-def test_rows_read_leave_the_resident_set(tmp_path, monkeypatch):
+def test_reading_batches_keeps_the_file_out_of_the_resident_set(tmp_path):
     x = np.ones((64, 3, 256, 256), dtype=np.uint8)  # 12.6 MB on disk
     arr = mapped_array(tmp_path, x)
-    monkeypatch.setattr(mapped_mod, "RELEASE_BYTES", 1 << 40)  # never release by itself
-    kept = MappedImages(arr)
+    images = MappedImages(arr)
+    int(images[torch.arange(8)].sum())  # pages in the code this needs (also file pages)
+    int(np.ones((8, 3), np.uint8)[torch.arange(8).numpy()].sum())
     base = rss_file()
     for i in range(0, 64, 8):
-        kept[torch.arange(i, i + 8)]
-    grown = rss_file() - base
-    assert grown > 10e6  # the mapped pages count in this process's resident set...
-    kept.release()
-    assert rss_file() - base < 1e6  # ... until released
-    monkeypatch.setattr(mapped_mod, "RELEASE_BYTES", 1 << 20)  # released every ~1 MB read
-    auto = MappedImages(arr)
-    for i in range(0, 64, 8):
-        auto[torch.arange(i, i + 8)]
-    assert rss_file() - base < 3e6
+        assert int(images[torch.arange(i, i + 8)].sum()) == 8 * 3 * 256 * 256
+    assert rss_file() - base < 1e6  # preadv: the pages stay in the page cache
+    through_mapping = sum(int(arr[i : i + 8].sum()) for i in range(0, 64, 8))
+    assert through_mapping == x.size and rss_file() - base > 10e6  # the test can see it
+    images.release()
+    assert rss_file() - base < 1e6
 
 
 def test_training_from_the_mapped_cache_equals_training_in_memory(tmp_path):

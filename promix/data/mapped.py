@@ -1,25 +1,26 @@
-"""Images larger than memory: a uint8 `.npy` file mapped read-only, gathered a batch at a time.
+"""Images larger than memory: a uint8 `.npy` file on disk, read a batch at a time.
 
 `MappedImages` stands where an image tensor (N, C, H, W) uint8 stands in an `ImageSet`:
 `images[index]` (an index tensor, array, list, slice or int) reads those rows from the file
 and returns an ordinary tensor on the target device; `.subset(index)` and `.to(device)` stay
-lazy. The rows read are dropped from this process's resident set after use
-(`madvise(MADV_DONTNEED)`; the kernel's page cache still serves them), so the peak resident
-memory does not grow with the number of images. `prefetch` reads the next batches in a
-background thread while the current one trains.
+lazy. The file is opened as a NumPy memmap (its shape and data offset), but rows are read
+with positioned reads (`os.preadv`, consecutive rows in one call) straight into the batch:
+the file's pages stay in the kernel's page cache and never enter this process's resident
+set (reading through the mapping would map every page touched, read-ahead included, until
+released). So the peak resident memory does not grow with the number of images.
+`prefetch` reads the next batches in a background thread while the current one trains.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
-
-RELEASE_BYTES = 256 << 20  # drop mapped pages from the resident set after this much is read
 
 
 class MappedImages:
@@ -34,7 +35,6 @@ class MappedImages:
         self.rows = np.arange(len(array), dtype=np.int64) if rows is None else np.asarray(
             rows, dtype=np.int64)
         self.device = torch.device(device)
-        self._read = 0
 
     # the parts of the tensor interface an ImageSet and the trainer use
     dtype = torch.uint8
@@ -63,16 +63,35 @@ class MappedImages:
         rows = self.rows[_positions(index, len(self))]
         order = np.argsort(rows, kind="stable")  # read the file front to back
         out = np.empty((len(rows), *self.array.shape[1:]), dtype=np.uint8)
-        out[order] = self.array[rows[order]]
-        self._read += out.nbytes
-        if self._read >= RELEASE_BYTES:
-            self.release()
+        if isinstance(self.array.base, mmap.mmap):  # a whole .npy file mapped by np.load
+            self._pread(self.array.filename, rows[order], out, order)
+        else:  # an array in memory, or a view: plain indexing
+            out[order] = self.array[rows[order]]
         x = torch.from_numpy(out)
         return x if self.device.type == "cpu" else x.to(self.device, non_blocking=True)
 
+    def _pread(self, path: str, rows: np.ndarray, out: np.ndarray, order: np.ndarray) -> None:
+        """out[order[k]] = row rows[k] of the file; rows sorted, runs of consecutive rows read
+        by one preadv."""
+        size = int(np.prod(self.array.shape[1:]))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            start = 0
+            while start < len(rows):
+                stop = start + 1
+                while stop < len(rows) and rows[stop] == rows[stop - 1] + 1 and stop - start < 64:
+                    stop += 1
+                buffers = [memoryview(out[order[k]]).cast("B") for k in range(start, stop)]
+                offset = self.array.offset + int(rows[start]) * size
+                if os.preadv(fd, buffers, offset) != size * (stop - start):
+                    raise OSError(f"{path}: the image cache is shorter than its header says")
+                start = stop
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
-        """Drop the mapped pages read so far from this process's resident memory."""
-        self._read = 0
+        """Drop any mapped pages of the file from this process's resident memory (batches are
+        read with preadv and map none; a caller that indexed `array` itself may have)."""
         handle = getattr(self.array, "_mmap", None)
         if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
             handle.madvise(mmap.MADV_DONTNEED)
