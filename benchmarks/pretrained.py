@@ -113,8 +113,8 @@ def main() -> None:
         "shared_machine": "2 cores shared with other jobs: wall times are noisy",
         "substitute": "CIFAR-100 is unavailable offline: pretraining uses CIFAR-10 classes "
                       "5-9 (clean), the noisy task classes 0-4 (disjoint images and classes)",
-        "pretrain": {"classes": PRETRAIN_CLASSES, "per_class": PRETRAIN_PER_CLASS,
-                     "epochs": PRETRAIN_EPOCHS, "method": "ce"},
+        "pretraining": {"classes": PRETRAIN_CLASSES, "per_class": PRETRAIN_PER_CLASS,
+                        "epochs": PRETRAIN_EPOCHS, "method": "ce"},
         "task": {"classes": TASK_CLASSES, "per_class": TASK_PER_CLASS, "noise": "sym 0.5",
                  "epochs": TASK_EPOCHS, "model": "small_cnn width 32", "batch": 128,
                  "preset": "user (ProMix settings)", "test_images": len(noisy.test)},
