@@ -185,6 +185,22 @@ def test_pretrained_calls_timm_with_pretrained_true(monkeypatch):
     assert calls[0]["pretrained_cfg_overlay"] == {"file": "/x/w.safetensors"}
 
 
+def test_a_failed_download_is_caught_before_decoding(monkeypatch, capsys):
+    """The hub answers but the download fails (a proxy, a refused file): the same message
+    or fallback as when it cannot be reached, before any image is decoded."""
+    monkeypatch.setattr(plan_mod, "pretrained_file", lambda name: None)  # "reachable"
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("HTTP 403 from the proxy")
+
+    monkeypatch.setattr(plan_mod, "timm_backbone", refused)
+    with pytest.raises(ConfigError, match="HTTP 403 from the proxy"):
+        plan_model(tiny_cfg("timm:test_resnet", pretrained=True))
+    cfg = tiny_cfg("timm:test_resnet", pretrained=True, fallback="small_cnn")
+    plan_model(cfg)
+    assert cfg.model.name == "small_cnn"
+
+
 def test_unreachable_pretrained_weights_fall_back_or_fail(monkeypatch, capsys):
     def offline(name):
         raise OSError("cannot reach huggingface.co: Name or service not known")
@@ -290,7 +306,9 @@ def test_photos_larger_than_64px_say_why_32(tmp_path, capsys):
 
 
 def test_pretrained_timm_model_uses_its_normalization_and_filter(tmp_path, monkeypatch):
-    monkeypatch.setattr(plan_mod, "pretrained_file", lambda name: None)
+    cached = tmp_path / "resnet18.safetensors"  # stands for the Hugging Face cache's file
+    save_file(timm_backbone("timm:resnet18").state_dict(), str(cached))
+    monkeypatch.setattr(plan_mod, "pretrained_file", lambda name: str(cached))
     cfg = tiny_cfg("timm:resnet18", pretrained=True)
     cfg.data.dataset, cfg.data.noise = "folder", "none"
     cfg.data.root = str(photo_folder(tmp_path / "photos"))

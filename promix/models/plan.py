@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass, replace
 
 from ..config import Config, ConfigError
-from .timm_backbone import check_image_size, is_timm, pretrained_cfg
+from .timm_backbone import check_image_size, is_timm, pretrained_cfg, timm_backbone
 from .weights import WeightsFile, load_weights, read_weights
 
 FILE_DATASETS = ("folder", "csv", "clothing1m")  # decoded from files at a chosen size
@@ -61,8 +61,9 @@ def plan_model(cfg: Config) -> ModelPlan:
     weights = read_weights(m.weights) if m.weights and start else None
     if timm and m.pretrained and start:
         try:
-            pretrained_file(m.name)
-        except OSError as err:
+            if pretrained_file(m.name) is None:  # reachable: download now, before decoding
+                timm_backbone(m.name, pretrained=True)
+        except Exception as err:  # noqa: BLE001 - unreachable, refused, proxy, bad download
             if not m.fallback:
                 raise ConfigError(f"{m.name}: pretrained weights unreachable ({err}); offline, "
                                   "pass a local checkpoint with --weights=FILE, or set "
