@@ -2,8 +2,8 @@
 and no link points outside the repository.
 
 A *measured number* is one written with a unit (%, x, ×, s, ms, min, h, GB, MB, img/s) or with
-decimals, in prose or tables; code (fenced blocks and `inline code`), link targets and version
-strings (2.13.0) are not read. Each number must appear, after rounding to the digits it is
+decimals, in prose or tables; code (fenced blocks and `inline code`), link targets, version
+strings (2.13.0) and unitless constants after an operator (ρ = 0.7, mean + 0.5) are not read. Each number must appear, after rounding to the digits it is
 written with, in a results file that the same section of the page names
 (`benchmarks/results/NAME`); a section naming none is checked against every file the page
 names. So a figure can neither be made up nor drift from the file it cites.
@@ -13,6 +13,8 @@ Run `python tests/test_docs_numbers.py [PAGE...]` to list each number and where 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
 import re
@@ -24,10 +26,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-# Pages whose measured numbers are checked. The generated pages (benchmarks.md, accuracy.md)
-# are written from the results files by their scripts.
-CHECKED_PAGES = ["README.md", "docs/speed.md", "docs/data.md", "docs/baselines.md",
-                 "docs/augment.md"]
+# Pages whose measured numbers are checked. The generated pages (benchmarks.md, accuracy.md,
+# speed.md) are written from the results files by their scripts.
+CHECKED_PAGES = ["README.md", "docs/data.md", "docs/baselines.md", "docs/augment.md"]
 
 # The scales under which a unit's number may be stored: 97.2% as 0.972 or 97.2; 19.3 min as
 # 1158 s; 3.5 GB as bytes, GB or GiB.
@@ -39,6 +40,7 @@ UNIT_SCALES = {
 NUMBER = re.compile(
     r"(?<![\w./])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"  # 1,438 | 97.2 | 60
     r"(?:\s?(img/s|GB|MB|ms|min|%|x|×|s|h)(?![\w]))?")
+SETTING = re.compile(r"[=+*/×<>≤≥]\s?$")  # what precedes a constant, not a figure
 VERSION = re.compile(r"\d+\.\d+\.\d+")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
@@ -59,8 +61,11 @@ def prose(text: str) -> str:
 def quoted_numbers(text: str) -> list[tuple[str, float, int, str]]:
     """(as written, value, decimals, unit) of every measured number in the prose of text."""
     found = []
-    for m in NUMBER.finditer(prose(text)):
+    text = prose(text)
+    for m in NUMBER.finditer(text):
         written, unit = m.group(1), m.group(2) or ""
+        if not unit and SETTING.search(text[max(0, m.start() - 3):m.start()]):
+            continue  # a setting or a formula's constant: ρ = 0.7, mean + 0.5
         decimals = len(written.split(".")[1]) if "." in written else 0
         if not unit and not decimals:
             continue  # plain integers: counts, epochs, years, section numbers
@@ -136,6 +141,40 @@ def test_number_parsing():
     assert matches(19.3, 1, "min", 1158.0) and matches(3.5, 1, "GB", 3.5e9)
 
 
+@pytest.mark.parametrize("script, page", [("speed_report.py", "speed.md"),
+                                          ("imbalance_report.py", "imbalance.md")])
+def test_generated_pages_match_the_results(script, page):
+    """A page that shows measurements is what its script writes from the results files now."""
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "docs" / page).read_text() == module.render(), (
+        f"docs/{page} is stale: run python benchmarks/{script}")
+
+
+def test_algorithm_page_names_functions_that_exist():
+    """docs/algorithm.md puts each equation beside `promix.module.function`: each must resolve,
+    so a rename in the code cannot leave the page pointing at nothing."""
+    text = (ROOT / "docs" / "algorithm.md").read_text()
+    names = sorted(set(re.findall(r"`(promix(?:\.\w+)+)`", text)))
+    assert len(names) > 20
+    missing = []
+    for name in names:
+        parts = name.split(".")
+        for split in range(len(parts), 0, -1):  # the longest importable module prefix
+            try:
+                obj = importlib.import_module(".".join(parts[:split]))
+                break
+            except ImportError:
+                continue
+        try:
+            for attr in parts[split:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            missing.append(name)
+    assert not missing, f"docs/algorithm.md names what the code no longer has: {missing}"
+
+
 # ------------------------------------------------------------------ links
 
 def link_targets(text: str) -> list[str]:
@@ -147,16 +186,26 @@ DOC_PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix()
                                   for p in (ROOT / "docs").glob("*.md"))]
 
 
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to -."""
+    text = FENCE.sub("", page.read_text())
+    titles = re.findall(r"^#{1,6} (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", t.strip().lower()).replace(" ", "-") for t in titles}
+
+
 @pytest.mark.parametrize("page", DOC_PAGES)
 def test_links_stay_inside_the_repository(page):
     """A clone has no ../shared (SPEC.md, the data): a link there is dead for every reader.
-    Every relative link must name a file of the repository."""
+    Every relative link must name a file of the repository, and its #anchor a heading there."""
     bad = []
     for target in link_targets((ROOT / page).read_text()):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
-            continue  # a URL or an anchor on the same page
-        path = ((ROOT / page).parent / target.split("#")[0]).resolve()
+        if re.match(r"[a-z]+:", target):
+            continue  # a URL
+        file, _, anchor = target.partition("#")
+        path = ((ROOT / page).parent / file).resolve()
         if "SPEC.md" in target or not path.is_relative_to(ROOT) or not path.exists():
+            bad.append(target)
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             bad.append(target)
     assert not bad, f"{page}: links outside the repository or to missing files: {bad}"
 
