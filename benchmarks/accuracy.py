@@ -64,10 +64,6 @@ def write_doc(path: Path, rows: list[dict]) -> None:
         "[benchmarks.md](benchmarks.md). Rows of the same cells at seed 1 from "
         "`benchmarks/results/table.jsonl` are included (they are the same runs).",
         "",
-        "For orientation (the speed issue): an independent implementation on an AMX CPU "
-        "measured, at symmetric 50%, cross-entropy 60.6% in 3 minutes and ProMix 66.4% in "
-        "21 minutes.",
-        "",
         "| machine | precision | method | noise | test acc. | sel. precision | sel. recall "
         "| wall time | concurrent runs |",
         "|---|---|---|---|---|---|---|---|---|",

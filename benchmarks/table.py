@@ -476,13 +476,12 @@ def findings(stats: dict, noises) -> list[str]:
         lines += best_rho_against_baselines(stats, n, fixed)
     if not lines:
         lines.append("- Nothing has been run yet at this budget.")
-    lines.append("- Against the paper: its ablation numbers could not be retrieved (SPEC §11), "
+    lines.append("- Against the paper: its ablation numbers could not be retrieved, "
                  "so the ordering is compared with its claim that every component helps. For a "
                  "component whose removal stays within the seed spread above, that claim is "
-                 "not reproduced at this budget. Likely why: MHCS and LGA act only on "
-                 "predictions above τ = 0.95, "
-                 "which a small network after 28 epochs rarely makes (SPEC §13.1: the CSS "
-                 "quota alone was the final selection in the demo); debiasing corrects a "
+                 "not reproduced at this budget. Likely why (not measured here): MHCS and LGA "
+                 "act only on predictions above τ = 0.95, "
+                 "which a small network after 28 epochs rarely makes; debiasing corrects a "
                  "confirmation bias that builds over hundreds of epochs. What does matter is "
                  "how much is selected and how (the selection rule and ρ; see the tables).")
     return lines
