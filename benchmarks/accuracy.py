@@ -79,7 +79,7 @@ def write_doc(path: Path, rows: list[dict]) -> None:
                    f"{table.NOISES[r['noise']][1]} | {100 * r['test_accuracy']:.2f}% | {prec} | "
                    f"{rec} | {wall} | {r.get('concurrent_jobs', 1)} |")
     out += ["", "Commands (seed 1), from the repository root:", "", "```"]
-    out += [table.command(c, n, SEED, "cpu") for c in CELLS for n in table.NOISES]
+    out += [table.shown(table.command(c, n, SEED, "cpu")) for c in CELLS for n in table.NOISES]
     out += ["```", "", "On a GPU, or any machine that should read a smaller upload:", "", "```",
             "python dev/subset_archive.py --out SUBSET.tar.gz",
             "python benchmarks/accuracy.py --data-root SUBSET.tar.gz"]
