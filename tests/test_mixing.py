@@ -66,6 +66,50 @@ def test_fmix_images_come_from_the_two_sources_and_targets_mix_with_mu():
     assert same.float().mean() >= mu - 0.05
 
 
+def _distinct(n=6, h=8, w=8):
+    """n random images, each the only one of its class: a mixed target names both sources."""
+    x = torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(1))
+    return x, torch.eye(n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mixup_images_and_targets_mix_the_same_pair_with_the_same_weights(seed):
+    """Row i is λ·(sample i) + (1-λ)·(its partner) in the image and in the target alike, with
+    λ >= 0.5 on sample i itself: a swap of the sides in either breaks the identity."""
+    x, t = _distinct()
+    out = mixup(x, t, alpha=4.0, rng=np.random.default_rng(seed),
+                generator=torch.Generator().manual_seed(seed))
+    lam0 = np.random.default_rng(seed).beta(4.0, 4.0)
+    lam = max(lam0, 1 - lam0)
+    for i in range(len(x)):
+        weights = out.targets[i]
+        assert float(weights[i]) >= lam - 1e-6  # λ (or 1, if the partner is i itself)
+        rebuilt = sum(float(weights[j]) * x[j] for j in range(len(x)))
+        torch.testing.assert_close(out.images[i], rebuilt)
+    partners = out.targets.clone().fill_diagonal_(0).argmax(1)
+    assert len(set(partners.tolist())) > 1  # a real permutation, not one partner for all
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fmix_mask_keeps_the_sample_where_its_target_says(seed):
+    """Each pixel of row i is sample i's or its partner's; sample i's share of the pixels is
+    its target weight μ (to one pixel), the partner's 1-μ: an inverted mask gives 1-μ."""
+    x, t = _distinct(h=16, w=16)
+    rng = np.random.default_rng(seed)
+    mu = float(np.random.default_rng(seed).beta(1.0, 1.0))
+    out = fmix(x, t, decay=3.0, rng=rng, generator=torch.Generator().manual_seed(seed))
+    for i in range(len(x)):
+        own = (out.images[i] == x[i]).all(0)  # (H, W)
+        weights = out.targets[i]
+        if float(weights[i]) == pytest.approx(1.0):
+            assert own.all()  # paired with itself
+            continue
+        j = int(weights.clone().index_fill_(0, torch.tensor([i]), 0).argmax())
+        assert float(weights[i]) == pytest.approx(mu) and float(weights[j]) == pytest.approx(1 - mu)
+        assert ((out.images[i] == x[j]).all(0) | own).all()
+        assert abs(own.float().mean().item() - mu) <= 1 / own.numel() + 1e-6
+
+
 def test_mixing_is_reproducible():
     x, t = _inputs(h=32, w=32)
     a, b = (fmix(x, t, decay=3.0, rng=np.random.default_rng(5),

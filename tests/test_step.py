@@ -1,5 +1,6 @@
 """The training step on a tiny model: finite terms, gradient routing, empty-set guards."""
 
+import copy
 import dataclasses
 import weakref
 
@@ -19,12 +20,16 @@ B, C = 8, 3
 def _setup(seed=0):
     torch.manual_seed(seed)
     nets = [create_model("small_cnn", num_classes=C, in_channels=3, width=4) for _ in range(2)]
-    opt = torch.optim.SGD([{"params": n.parameters()} for n in nets], lr=0.01, momentum=0.9,
-                          weight_decay=5e-4)
+    opt = _sgd(nets)
     g = torch.Generator().manual_seed(seed)
     batch = Batch(torch.randn(B, 3, 8, 8, generator=g), torch.randn(B, 3, 8, 8, generator=g),
                   torch.randint(0, C, (B,), generator=g), torch.arange(B))
     return nets, opt, batch
+
+
+def _sgd(nets):
+    return torch.optim.SGD([{"params": n.parameters()} for n in nets], lr=0.01, momentum=0.9,
+                           weight_decay=5e-4)
 
 
 def _sched(**kw):
@@ -123,36 +128,42 @@ def test_no_mix_passes_on_an_empty_chosen_set():
     assert [c.n for c in counters] == [2, 2]
 
 
-def test_mhcs_adds_confident_matching_samples():
-    nets, opt, batch = _setup()
-    with torch.no_grad():  # make peer 1 predict every given label with certainty
-        for net in nets:
+def _biased(nets, classes):
+    """Zero each primary head and bias it by 50 towards its class: p[class] ≈ 1 > τ = 0.99."""
+    with torch.no_grad():
+        for net, c in zip(nets, classes, strict=True):
             net.linear.weight.zero_()
             net.linear.bias.zero_()
-    # Bias the head towards the label of sample 0 only.
-    with torch.no_grad():
-        nets[0].linear.bias[batch.label[0]] = 50.0
+            if c is not None:
+                net.linear.bias[c] = 50.0
+    return nets
+
+
+def test_mhcs_adds_confident_matching_samples():
+    nets, opt, batch = _setup()
+    _biased(nets, [int(batch.label[0]), None])  # peer 1 is sure of sample 0's label
+    expected = batch.label == batch.label[0]
+    assert 0 < int(expected.sum()) < B  # the batch has samples of other labels too
+    same = copy.deepcopy(nets)
     clean = [torch.zeros(B, dtype=torch.bool)] * 2
     _, chosen = _step(nets, opt, batch, clean)
-    expected = batch.label == batch.label[0]
     assert chosen[0].tolist() == expected.tolist()
-    assert not chosen[1].any()
-    _, chosen = _step(*_setup()[:2], batch, clean, cfg=ProMixConfig(mhcs=False))
+    assert not chosen[1].any()  # peer 2 decides on its own predictions
+    # The same confident nets without MHCS choose nothing: the check above is MHCS's doing.
+    _, chosen = _step(same, _sgd(same), batch, clean, cfg=ProMixConfig(mhcs=False))
     assert not chosen[0].any()
 
 
 def test_lga_adds_agreed_samples_up_to_the_cap():
     nets, opt, batch = _setup()
-    with torch.no_grad():
-        for net in nets:
-            net.linear.weight.zero_()
-            net.linear.bias.zero_()
-            net.linear.bias[0] = 50.0  # both peers confidently predict class 0
+    _biased(nets, [0, 0])  # both peers confidently predict class 0 for every sample
+    same = copy.deepcopy(nets)
     clean = [torch.zeros(B, dtype=torch.bool)] * 2
     cfg = dataclasses.replace(ProMixConfig(), mhcs=False, lga_threshold=0.5)
     _, chosen = _step(nets, opt, batch, clean, cfg=cfg, sched=_sched(lga=True))
     assert [int(m.sum()) for m in chosen] == [4, 4]  # ⌊0.5 * 8⌋ - 0
-    _, chosen = _step(*_setup()[:2], batch, clean, cfg=cfg, sched=_sched(lga=False))
+    # The same agreeing nets outside the LGA window add nothing.
+    _, chosen = _step(same, _sgd(same), batch, clean, cfg=cfg, sched=_sched(lga=False))
     assert [int(m.sum()) for m in chosen] == [0, 0]
 
 

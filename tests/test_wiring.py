@@ -239,15 +239,15 @@ def run_both(cfg_kw=None, sched_kw=None, css=CSS):
     return (terms, chosen, state, nets), ref, ref_nets
 
 
-CASES = {
+CASES = {  # pytest ids: ASCII words (mutmut passes them back on the command line)
     "faithful": ({}, {}),
-    "efficient passes": ({"passes": "efficient"}, {}),
-    "agreed LGA label": ({"lga_label": "agreed"}, {}),
-    "outside the LGA window": ({}, {"lga": False}),
-    "without MHCS": ({"mhcs": False}, {}),
-    "without the pseudo head": ({"pseudo_head": False}, {}),
-    "without CR and mixup": ({"consistency": False, "mixup": False}, {}),
-    "without FMix, λ_u = 0": ({"fmix": False}, {"lambda_u": 0.0, "w": 1.0}),
+    "efficient-passes": ({"passes": "efficient"}, {}),
+    "agreed-lga-label": ({"lga_label": "agreed"}, {}),
+    "outside-the-lga-window": ({}, {"lga": False}),
+    "without-mhcs": ({"mhcs": False}, {}),
+    "without-pseudo-head": ({"pseudo_head": False}, {}),
+    "without-cr-and-mixup": ({"consistency": False, "mixup": False}, {}),
+    "without-fmix-no-unl-weight": ({"fmix": False}, {"lambda_u": 0.0, "w": 1.0}),
 }
 
 
