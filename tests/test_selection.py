@@ -10,10 +10,12 @@ from promix.selection import (
     auto_rho,
     class_quotas,
     class_small_loss,
+    fit_gmm,
     gmm_clean,
     lenient_rho,
     lga_cap,
     matched_high_confidence,
+    min_max,
     rank_within_class,
 )
 
@@ -33,6 +35,13 @@ LOSS = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8, 0.3])
 )
 def test_quota_table(rho, rule, expected):
     assert class_quotas(LABELS, rho, 2, rule=rule).tolist() == expected
+    if rule == "uniform":  # the reference's rule is the default
+        assert class_quotas(LABELS, rho, 2).tolist() == expected
+
+
+def test_unknown_quota_rule():
+    with pytest.raises(ValueError, match="unknown quota rule 'ceil'"):
+        class_quotas(LABELS, 0.5, 2, rule="ceil")
 
 
 def test_uniform_quota_uses_n_over_c_not_class_size():
@@ -172,5 +181,34 @@ def test_auto_rho_with_a_low_posterior_threshold_keeps_the_doubtful_middle():
     separated = torch.cat([torch.rand(400, generator=g), 5 + torch.rand(200, generator=g)])
     assert float(auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=0.1)) == (
         pytest.approx(400 / 600, abs=0.01))
-    with pytest.raises(ValueError, match="strictly between"):
-        auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=0.0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match=f"^threshold={bad}: a posterior threshold lies "
+                                             "strictly between 0 and 1$"):
+            auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=bad)
+
+
+@pytest.mark.parametrize("size, fitted", [(7, False), (8, True)])
+def test_a_class_needs_eight_samples_for_a_fit(size, fitted):
+    # Clean near 0 and noisy near 5 in equal parts: a fit keeps about half; too few keep high.
+    g = torch.Generator().manual_seed(0)
+    loss = torch.cat([torch.rand(size // 2, generator=g) * 0.1,
+                      5 + torch.rand(size - size // 2, generator=g) * 0.1])
+    labels = torch.zeros(size, dtype=torch.long)
+    rho = auto_rho(loss, labels, 1, low=0.05, high=0.95)
+    assert rho.dtype == torch.float64
+    assert float(rho) == (pytest.approx((size // 2) / size) if fitted else 0.95)
+
+
+def test_gmm_clean_weight_and_component():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.rand(300, generator=g) * 0.2, 0.8 + torch.rand(100, generator=g) * 0.2])
+    gmm = fit_gmm(x)
+    assert gmm.clean == int(gmm.mean.argmin()) and gmm.mean[gmm.clean] < 0.2
+    assert gmm.clean_weight == pytest.approx(0.75, abs=0.01)
+    assert gmm.weight.sum().item() == pytest.approx(1.0)
+    assert gmm.posterior.shape == (400, 2)
+
+
+def test_min_max():
+    assert min_max(torch.tensor([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+    assert min_max(torch.full((3,), 7.0)).tolist() == [0.0, 0.0, 0.0]  # constant: 0, not NaN

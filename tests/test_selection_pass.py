@@ -83,6 +83,17 @@ def test_css_then_mhcs_per_peer(monkeypatch):
             assert record[f"select/{name}_{k + 1}/recall"] == pytest.approx(recall)
 
 
+def test_mhcs_in_the_selection_pass_is_strict(monkeypatch):
+    # τ set to exactly the probability the pass computes for sample 0 of peer 1: not above τ.
+    tau = float(outputs(0).probs[0, 0])
+    t = trainer(monkeypatch, tau=tau)
+    t.select(sched())
+    assert members(t.chosen[0]) == CSS[0]
+    t = trainer(monkeypatch, tau=tau - 1e-6)
+    t.select(sched())
+    assert members(t.chosen[0]) == MHCS[0]
+
+
 def test_without_mhcs_the_chosen_set_is_the_css_set(monkeypatch):
     t = trainer(monkeypatch, mhcs=False)
     record = t.select(sched())
@@ -119,9 +130,14 @@ def test_estimated_rho_per_peer(monkeypatch, mode, estimator, threshold):
         assert record[f"rho_auto_{k + 1}"] == [1.0, 0.34, 0.1]
     # ⌈1·3⌉, ⌈0.34·3⌉ = 2 and ⌈0.1·3⌉ = 1: all of class 0, two of class 1, one of class 2
     assert [members(m) for m in t.clean] == [[0, 1, 2, 4, 5, 7], [0, 1, 2, 3, 5, 8]]
-    t.history.append(record)
-    t.select(sched())
-    assert len(calls) == (4 if mode == "auto" else 2)
+    t.history += [record, {"epoch": 4}, {"rho_auto_1": [1.0, 1.0, 1.0], "rho_auto_2": [
+        1.0, 1.0, 1.0]}, {"epoch": 5}]
+    again = t.select(sched())
+    if mode == "auto":  # estimated again at every pass
+        assert len(calls) == 4 and again["rho_auto_1"] == [1.0, 0.34, 0.1]
+    else:  # the latest estimate in the history is held
+        assert len(calls) == 2 and again["rho_auto_1"] == [1.0, 1.0, 1.0]
+        assert [members(m) for m in t.clean] == [list(range(9))] * 2
 
 
 def test_gmm_selection(monkeypatch):

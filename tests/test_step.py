@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import math
 import weakref
 
 import numpy as np
@@ -107,6 +108,23 @@ def test_warmup_penalty_terms():
     assert terms["penalty_1"] < 0
 
 
+@pytest.mark.parametrize("penalty", ["faithful", "fixed"])
+def test_warmup_penalty_is_the_chosen_variant(penalty):
+    # Heads with all-negative logits: the faithful clamp (Q4) sees zeros, so its penalty is
+    # exactly -log C; the fixed one is Σ p log p of softmax(bias).
+    nets, opt, batch = _setup()
+    bias = torch.tensor([-1.0, -2.0, -4.0])
+    with torch.no_grad():
+        for net in nets:
+            net.linear.weight.zero_()
+            net.linear.bias.copy_(bias)
+    terms = warmup_step(nets, opt, batch, penalty=penalty)
+    p = torch.softmax(bias, 0)
+    expected = -math.log(C) if penalty == "faithful" else float((p * p.log()).sum())
+    assert terms["penalty_1"] == pytest.approx(expected, rel=1e-5)
+    assert terms["penalty_2"] == pytest.approx(expected, rel=1e-5)
+
+
 class _Counter:
     def __init__(self, net):
         self.n = 0
@@ -121,11 +139,12 @@ def test_forward_passes_per_peer(passes, expected):
     assert [c.n for c in counters] == [expected, expected]
 
 
-def test_no_mix_passes_on_an_empty_chosen_set():
+@pytest.mark.parametrize("n_chosen, expected", [(0, 2), (1, 2), (2, 6)])
+def test_no_mix_passes_with_fewer_than_two_chosen(n_chosen, expected):
     nets, opt, batch = _setup()
     counters = [_Counter(n) for n in nets]
-    _step(nets, opt, batch, [torch.zeros(B, dtype=torch.bool)] * 2)
-    assert [c.n for c in counters] == [2, 2]
+    _step(nets, opt, batch, [torch.arange(B) < n_chosen] * 2)  # τ = 0.99: MHCS adds none
+    assert [c.n for c in counters] == [expected, expected]
 
 
 def _biased(nets, classes):
