@@ -175,3 +175,10 @@ def test_mixing_is_reproducible():
     a, b = (fmix(x, t, decay=3.0, rng=np.random.default_rng(5),
                  generator=torch.Generator().manual_seed(5)) for _ in range(2))
     assert torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets)
+
+
+def test_fmix_mask_is_made_on_the_requested_device():
+    # "meta" stands in for an accelerator: every tensor of the mask must be made on it.
+    mask = fmix_mask(0.3, (8, 8), decay=3.0, rng=np.random.default_rng(0), generator=None,
+                     device="meta")
+    assert mask.device.type == "meta" and mask.shape == (8, 8)
