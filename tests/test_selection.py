@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -212,3 +213,56 @@ def test_gmm_clean_weight_and_component():
 def test_min_max():
     assert min_max(torch.tensor([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
     assert min_max(torch.full((3,), 7.0)).tolist() == [0.0, 0.0, 0.0]  # constant: 0, not NaN
+
+
+def test_rank_within_class_on_many_samples_with_ties():
+    """Against a plain per-class sort: 300 samples, 7 classes, losses on a coarse grid (many
+    ties, broken by index, so the ranks are deterministic)."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (300,), generator=g)
+    loss = torch.randint(0, 20, (300,), generator=g).float() / 4
+    expected = [0] * 300
+    for c in range(7):
+        members = sorted((float(loss[i]), i) for i in range(300) if labels[i] == c)
+        for r, (_, i) in enumerate(members):
+            expected[i] = r
+    assert rank_within_class(loss, labels).tolist() == expected
+
+
+def test_a_class_of_one_sample_keeps_it():
+    labels = torch.tensor([0, 0, 0, 0, 0, 1])
+    assert class_quotas(labels, 0.1, 2, rule="uniform").tolist() == [1, 1]
+    assert class_quotas(labels, 0.1, 2, rule="per_class").tolist() == [1, 1]
+
+
+def test_lga_confidence_must_exceed_tau_strictly():
+    p = torch.tensor([[0.95, 0.03, 0.02], [0.97, 0.02, 0.01]])
+    tau = float(p[0, 0])  # exactly the first sample's confidence
+    for p1, p2 in ((p, p), (p, torch.tensor([[0.99, 0.0, 0.01]] * 2))):
+        added = agreement_candidates(torch.zeros(2, dtype=torch.bool), p1, p2, tau, cap=5)
+        assert added.tolist() == [False, True]
+        added = agreement_candidates(torch.zeros(2, dtype=torch.bool), p2, p1, tau, cap=5)
+        assert added.tolist() == [False, True]
+
+
+def test_min_max_scales_small_ranges_too():
+    assert min_max(torch.tensor([0.1, 0.3, 0.2])).tolist() == pytest.approx([0.0, 1.0, 0.5])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # sklearn: "did not converge" (tol = 0)
+def test_fit_gmm_equals_scikit_learn_em():
+    """50 EM steps from the same start (means at the quartiles, equal weights, the data's
+    variance) as scikit-learn's GaussianMixture: the same weights, means and variances."""
+    mixture = pytest.importorskip("sklearn.mixture")
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(300, generator=g) * 0.15 + 0.2,
+                   torch.randn(150, generator=g) * 0.2 + 0.7]).double()
+    gmm = fit_gmm(x)
+    start = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype))
+    ref = mixture.GaussianMixture(
+        2, covariance_type="diag", reg_covar=0.0, max_iter=50, tol=0.0, n_init=1,
+        weights_init=[0.5, 0.5], means_init=start.numpy()[:, None],
+        precisions_init=np.full((2, 1), 1 / float(x.var()))).fit(x.numpy()[:, None])
+    np.testing.assert_allclose(gmm.weight.numpy(), ref.weights_, rtol=1e-7)
+    np.testing.assert_allclose(gmm.mean.numpy(), ref.means_[:, 0], rtol=1e-7)
+    np.testing.assert_allclose(gmm.var.numpy(), ref.covariances_[:, 0], rtol=1e-7)
