@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +52,10 @@ def test_soft_ce_is_computed_in_fp32_under_bf16_logits():
     expected = -(t.double() * torch.log_softmax(z.double(), 1)).sum(1)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_faithful_penalty_clamps_only_the_negative_logits():
+    # max(z, 1e-12): 2 and 0.5 are kept, -1 becomes (about) 0.
+    z = torch.tensor([[2.0, 0.5, -1.0]])
+    p = torch.softmax(torch.tensor([2.0, 0.5, 0.0]), 0)
+    assert confidence_penalty(z, faithful=True).item() == pytest.approx(float((p * p.log()).sum()))
