@@ -74,6 +74,9 @@ def test_css_then_mhcs_per_peer(monkeypatch):
     assert [members(m) for m in t.selected] == MHCS
     assert t.chosen[0] is not t.selected[0]  # the step overwrites chosen, not selected
     assert record["rho"] == 0.34
+    assert {key for key in record if key.startswith("select/")} == {
+        f"select/{name}_{k}/{q}" for name in ("css", "mhcs") for k in (1, 2)
+        for q in ("precision", "recall", "f1")}
     for k in range(2):
         assert record[f"selected/css_{k + 1}"] == len(CSS[k])
         assert record[f"selected/mhcs_{k + 1}"] == len(MHCS[k])
@@ -81,6 +84,8 @@ def test_css_then_mhcs_per_peer(monkeypatch):
             precision, recall = quality(sets[k])
             assert record[f"select/{name}_{k + 1}/precision"] == pytest.approx(precision)
             assert record[f"select/{name}_{k + 1}/recall"] == pytest.approx(recall)
+            f1 = 2 * precision * recall / (precision + recall)
+            assert record[f"select/{name}_{k + 1}/f1"] == pytest.approx(f1)
 
 
 def test_mhcs_in_the_selection_pass_is_strict(monkeypatch):
