@@ -182,3 +182,9 @@ def test_fmix_mask_is_made_on_the_requested_device():
     mask = fmix_mask(0.3, (8, 8), decay=3.0, rng=np.random.default_rng(0), generator=None,
                      device="meta")
     assert mask.device.type == "meta" and mask.shape == (8, 8)
+
+
+def test_fmix_builds_its_mask_on_the_batch_device():
+    x, t = torch.zeros(4, 1, 4, 4, device="meta"), torch.zeros(4, 3, device="meta")
+    out = fmix(x, t, decay=3.0, rng=np.random.default_rng(0), generator=None)
+    assert out.images.device.type == "meta" and out.images.shape == x.shape

@@ -266,3 +266,8 @@ def test_fit_gmm_equals_scikit_learn_em():
     np.testing.assert_allclose(gmm.weight.numpy(), ref.weights_, rtol=1e-7)
     np.testing.assert_allclose(gmm.mean.numpy(), ref.means_[:, 0], rtol=1e-7)
     np.testing.assert_allclose(gmm.var.numpy(), ref.covariances_[:, 0], rtol=1e-7)
+
+
+def test_ranks_are_computed_on_the_losses_device():
+    loss, labels = LOSS.to("meta"), LABELS.to("meta")  # "meta" stands in for a GPU
+    assert rank_within_class(loss, labels).device.type == "meta"
