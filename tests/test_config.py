@@ -2,10 +2,10 @@
 
 import dataclasses
 import functools
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from promix.config import (
     Config,
