@@ -202,7 +202,12 @@ class Trainer:
             bar.set_postfix(loss=f"{terms['loss']:.3f}")
         self.world.merge_chosen(self.chosen)  # each rank set the masks of its own shards
         sums = self.world.average(sums)
-        return {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+        record = {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+        if promix:  # the final chosen set L_k of each peer's last step per sample, LGA included
+            for k, mask in enumerate(self.chosen, start=1):  # (SPEC §13.5's third set)
+                record[f"selected/chosen_{k}"] = int(mask.sum())
+                record |= self._quality(f"chosen_{k}", mask)
+        return record
 
     def forget_rate(self, epoch: int) -> float:
         """Co-teaching's 1 - R(T) at this epoch (promix/coteaching.py)."""
