@@ -169,3 +169,23 @@ def test_corrections_for_other_data_are_refused_before_training(reviewed, folder
                  f"--corrections={bad}"]) == 2
     assert "nothere.png is not in the training set" in capsys.readouterr().err
     assert not any(p.is_dir() for p in tmp_path.iterdir())  # no run directory was created
+
+
+def test_labelstudio_and_fiftyone_from_the_cli(reviewed, folder, tmp_path):
+    run = reviewed["run"]
+    assert main(["review", str(run), "--top=8", "--to=labelstudio"]) == 0
+    tasks = json.loads((run / "labelstudio" / "tasks.json").read_text())
+    assert [t["data"]["index"] for t in tasks] == [it["i"] for it in reviewed["data"]["items"]]
+    assert all(t["data"]["image"].startswith("/data/local-files/?d=") for t in tasks)
+    assert main(["review", str(run), "--top=8", "--to=fiftyone"]) == 0
+    files = json.loads((run / "fiftyone" / "data.json").read_text())
+    assert all(Path(p).is_file() and Path(p).is_relative_to(folder.resolve())
+               for p in files.values())  # the user's own files, not copies
+    export = [{**t, "annotations": [{"result": [{
+        "from_name": "label", "to_name": "image", "type": "choices",
+        "value": {"choices": [t["data"]["given_label"]]}}]}]} for t in tasks[:3]]
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    assert main(["review", str(run), f"--from-labelstudio={tmp_path / 'export.json'}"]) == 0
+    got = rows(run / "corrections.csv")
+    assert [r["decision"] for r in got] == ["keep"] * 3
+    assert [r["path"] for r in got] == [t["data"]["path"] for t in tasks[:3]]
