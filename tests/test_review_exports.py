@@ -122,13 +122,21 @@ def test_fiftyone_directory_layout(tmp_path):
         assert im.getpixel((0, 0)) == (1, 0, 0)
 
 
-def test_fiftyone_loads_it(tmp_path):
-    fo = pytest.importorskip("fiftyone", reason="pip install fiftyone to check with its loader")
+def test_fiftyone_reads_it(tmp_path):
+    """FiftyOne's own importer (no database needed): both label files, the data.json map."""
+    importers = pytest.importorskip("fiftyone.utils.data.importers",
+                                    reason="pip install fiftyone to check with its importer")
     out = export_fiftyone(tmp_path, review_data(tmp_path, False))
-    ds = fo.Dataset.from_dir(dataset_dir=str(out),
-                             dataset_type=fo.types.FiftyOneImageClassificationDataset,
-                             label_field="given")
-    assert len(ds) == 3 and sorted(ds.distinct("given.label")) == ["cat", "dog", "fox"]
+    for labels, expected in (("labels.json", ["fox", "dog", "cat"]),
+                             ("predictions.json", ["cat", "fox", "dog"])):
+        importer = importers.FiftyOneImageClassificationDatasetImporter(
+            dataset_dir=str(out), labels_path=labels)
+        with importer:
+            assert importer.get_dataset_info() == {"classes": CLASSES}
+            samples = list(importer)  # (image path, metadata, Classification), sorted by id
+        assert [s[2].label for s in samples] == expected
+        assert [s[0].rsplit("/", 1)[-1] for s in samples] == ["000003.png", "000005.png",
+                                                               "000007.png"]
 
 
 def test_labelstudio_sdk_accepts_the_tasks(tmp_path):
