@@ -189,3 +189,44 @@ def test_labelstudio_and_fiftyone_from_the_cli(reviewed, folder, tmp_path):
     got = rows(run / "corrections.csv")
     assert [r["decision"] for r in got] == ["keep"] * 3
     assert [r["path"] for r in got] == [t["data"]["path"] for t in tasks[:3]]
+
+
+def test_filters_narrow_the_list(reviewed, tmp_path):
+    items = reviewed["data"]["items"]
+    given, sug = items[0]["given"], items[0]["sug"]
+    pair = sum(it["given"] == given and it["sug"] == sug for it in items)
+    either = sum(given in (it["given"], it["sug"]) for it in items)
+    select = ("(function (id, v) { var s = document.getElementById(id); s.value = v;"
+              " s.dispatchEvent(new Event('change')); return document.querySelector("
+              "'#card .info div:last-child').textContent; })")
+    with Browser((reviewed["run"] / "review.html").as_uri(), tmp_path) as page:
+        assert page.evaluate(f"{select}('f-pair', '{given}>{sug}')") == f"1 / {pair} shown"
+        page.evaluate(f"{select}('f-pair', '')")
+        assert page.evaluate(f"{select}('f-class', '{given}')") == f"1 / {either} shown"
+
+
+def test_serve_saves_the_export_in_the_run_dir(reviewed, tmp_path):
+    import functools
+    import http.server
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from promix.review.serve import ReviewHandler
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "review.html").write_text("<html>page</html>")
+    handler = functools.partial(ReviewHandler, directory=str(run))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        assert urllib.request.urlopen(url).read() == b"<html>page</html>"
+        text = reviewed["csv"].read_bytes()
+        request = urllib.request.Request(url + "corrections.csv", data=text, method="POST")
+        assert urllib.request.urlopen(request).status == 204
+        assert (run / "corrections.csv").read_bytes() == text
+        bad = urllib.request.Request(url + "corrections.csv", data=b"rm -rf", method="POST")
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            urllib.request.urlopen(bad)
+        server.shutdown()
