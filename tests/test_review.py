@@ -243,8 +243,9 @@ def test_trainer_selection_hooks(verified, prior, expected):
     data = Dataset("t", train, mean=(0.5,), std=(0.5,),
                    verified=None if verified is None else torch.tensor(verified, dtype=torch.bool),
                    label_prior=None if prior is None else torch.tensor(prior, dtype=torch.float64))
-    cfg = apply_overrides(Config(), ["--width=2", "--progress=false", "--rho=0.5", "--quota=per_class", "--mhcs=false",
-                                     "--device=cpu", "--epochs=20"])
+    cfg = apply_overrides(Config(), ["--width=2", "--progress=false", "--rho=0.5",
+                                     "--quota=per_class", "--mhcs=false", "--device=cpu",
+                                     "--epochs=20"])
     trainer = Trainer(cfg, data)
     # logit margins for class 0: losses increase down the rows (0.05, 0.1, ... in log space)
     margins = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cdp import Browser
 from PIL import Image
 
-from cdp import Browser
 from promix.cli import main
 from promix.runs import load_tensors
 

@@ -23,7 +23,7 @@ def review(run_dir: Path, *, top: int | None = None, limit: int = 2000, to: str 
         done = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
         return (f"{path}: {done or 'no decision'}\nnext: promix train <the run's options> "
                 f"--corrections={path}")
-    from .page import review_items, render_page
+    from .page import render_page, review_items
 
     data = review_items(run_dir, top=top, limit=limit)
     page = run_dir / "review.html"
