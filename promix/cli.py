@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                        "reviewed images for Label Studio (import JSON) or FiftyOne (dataset dir)")
     p_rev.add_argument("--from-labelstudio", metavar="EXPORT_JSON", help="turn a Label Studio "
                        "JSON export into RUN_DIR/corrections.csv instead")
+    p_rev.add_argument("--measure", metavar="CORRECTIONS_CSV", help="measure the run's flags "
+                       "(precision, recall, AUROC) on the labels verified in this file instead")
     sub.add_parser("presets", help="list the presets")
     p_cfg = sub.add_parser("config", help="print every config field of a preset")
     p_cfg.add_argument("--preset", default=DEMO_PRESET)
@@ -154,7 +156,7 @@ def cmd_review(args) -> int:
     from .review.commands import review
 
     print(review(Path(args.run_dir), top=args.top, limit=args.limit, to=args.to,
-                 from_labelstudio=args.from_labelstudio))
+                 from_labelstudio=args.from_labelstudio, measure=args.measure))
     if args.serve:
         from .review.serve import serve
 

@@ -230,3 +230,20 @@ def test_serve_saves_the_export_in_the_run_dir(reviewed, tmp_path):
         with pytest.raises(urllib.error.HTTPError, match="400"):
             urllib.request.urlopen(bad)
         server.shutdown()
+
+
+def test_measured_precision_on_the_verified_images(reviewed, capsys):
+    """`--measure`: the first run's flags against the reviewer's verdicts, by hand."""
+    run, decided = reviewed["run"], rows(reviewed["csv"])
+    table = {r["index"]: r for r in rows(run / "label_issues.csv")}
+    verdicts = [r for r in decided if r["decision"] in ("accept", "keep", "relabel")]
+    wrong = [r["label"] != r["given_label"] for r in verdicts]
+    flagged = [table[r["index"]]["is_label_issue"] == "True" for r in verdicts]
+    hits = sum(w and f for w, f in zip(wrong, flagged, strict=True))
+    capsys.readouterr()
+    assert main(["review", str(run), f"--measure={reviewed['csv']}"]) == 0
+    out = capsys.readouterr().out
+    assert f"measured on the {len(verdicts)} labels verified" in out
+    assert f"({sum(wrong)} were wrong)" in out
+    assert f"precision {hits / max(sum(flagged), 1):.1%} ({sum(flagged)} flagged)" in out
+    assert f"recall {hits / max(sum(wrong), 1):.1%}" in out

@@ -8,14 +8,16 @@ from ..data.base import DataError
 
 
 def review(run_dir: Path, *, top: int | None = None, limit: int = 2000, to: str | None = None,
-           from_labelstudio: str | None = None) -> str:
-    """Write review.html (and an export for another tool), or import a Label Studio export
-    as corrections.csv; return what to print."""
+           from_labelstudio: str | None = None, measure: str | None = None) -> str:
+    """Write review.html (and an export for another tool), import a Label Studio export as
+    corrections.csv, or measure the run's flags on a corrections file; return what to print."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a promix run directory (no config.json)")
     if limit < 1 or (top is not None and top < 1):
         raise DataError("--top and --limit must be at least 1")
+    if measure is not None:
+        return measured(run_dir, Path(measure))
     if from_labelstudio is not None:
         from .exports import import_labelstudio
 
@@ -43,3 +45,23 @@ def review(run_dir: Path, *, top: int | None = None, limit: int = 2000, to: str 
     lines.append("keys: a accept, k keep, 1-9/0 class, x invalid, u unsure, arrows move, "
                  "e export corrections.csv")
     return "\n".join(lines)
+
+
+def measured(run_dir: Path, path: Path) -> str:
+    """The run's flags and ranking against the labels a person verified in `path`."""
+    from .. import runs
+    from ..data.load import build_dataset
+    from ..report.table import analyze_run
+    from .corrections import match_rows, measured_detection, read_corrections
+
+    rows = read_corrections(path)
+    cfg = runs.load_config(run_dir)
+    data = build_dataset(cfg.data)  # the run's training set, to find the files
+    where = match_rows(rows, data, root=cfg.data.root, source=str(path))
+    run = analyze_run(run_dir)
+    m = measured_detection(rows, where, run.labels, run.issues)
+    if not m["verified"]:
+        return f"{path}: no verdict (accept, keep, relabel) to measure with"
+    return (f"measured on the {m['verified']:,} labels verified in {path} ({m['wrong']:,} "
+            f"were wrong): flags precision {m['precision']:.1%} ({m['flagged']:,} flagged), "
+            f"recall {m['recall']:.1%}; ranking AUROC {m['auroc']:.3f}")

@@ -181,3 +181,21 @@ def _candidates(path: str, root: str | None) -> list[str]:
     if base is not None and full.is_relative_to(base):
         out.append(str(full.relative_to(base)))
     return out
+
+
+def measured_detection(corrections: list[Correction], where: list[int], labels, issues) -> dict:
+    """How a run's flags fare on the images a person verified: the verified subset is the
+    truth (label ≠ given_label means the given label was wrong). where: each correction's
+    sample index (`match_rows`); labels: (N,) the run's given labels; issues: its
+    LabelIssues. Returns detection_metrics on the subset plus its size ("verified")."""
+    import numpy as np
+
+    from ..issues import detection_metrics
+
+    rows = [(i, c) for c, i in zip(corrections, where, strict=True) if c.decision in VERDICTS]
+    index = np.array([i for i, _ in rows], dtype=np.int64)
+    wrong = np.array([c.label != c.given_label for _, c in rows], dtype=bool)
+    if len(index) == 0:
+        return {"verified": 0}
+    metrics = detection_metrics(issues.label_quality[index], issues.is_label_issue[index], wrong)
+    return {"verified": len(index), **metrics}
