@@ -203,6 +203,11 @@ def test_filters_narrow_the_list(reviewed, tmp_path):
         assert page.evaluate(f"{select}('f-pair', '{given}>{sug}')") == f"1 / {pair} shown"
         page.evaluate(f"{select}('f-pair', '')")
         assert page.evaluate(f"{select}('f-class', '{given}')") == f"1 / {either} shown"
+        page.press("c")  # focuses the any-class picker (classes beyond the digit keys)
+        assert page.evaluate("document.activeElement.id") == "pick"
+        page.evaluate(f"{select}('pick', '2')")
+        row = page.evaluate("window.promixReview.exportCsv()").splitlines()[1].split(",")
+        assert row[1] == str(items[0]["i"]) and row[4] == CLASSES[2]
 
 
 def test_serve_saves_the_export_in_the_run_dir(reviewed, tmp_path):

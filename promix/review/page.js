@@ -139,6 +139,11 @@
     var d = decisions[it.i];
     info.appendChild(el("div", {id: "decision", "class": d ? "done" : "muted"},
                         d ? label(d) : "undecided"));
+    var other = el("select", {id: "pick", title: "any class (key c)"});
+    other.appendChild(el("option", {value: ""}, "relabel as\u2026"));
+    C.forEach(function (name, c) { other.appendChild(el("option", {value: String(c)}, name)); });
+    other.addEventListener("change", function () { if (other.value !== "") { pick(+other.value); } });
+    info.appendChild(el("div")).appendChild(other);
     info.appendChild(el("div", {"class": "muted"}, (cur + 1) + " / " + view.length + " shown"));
     card.appendChild(info);
     renderStrip();
@@ -218,6 +223,7 @@
     ArrowUp: function () { move(-1); },
     Backspace: clear, Delete: clear,
     e: download,
+    c: function () { var p = document.getElementById("pick"); if (p) { p.focus(); } },
   };
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || /SELECT|INPUT|TEXTAREA/.test(ev.target.tagName)) {
@@ -231,7 +237,7 @@
   document.getElementById("help").textContent =
     "Keys: a accept the suggestion \u00b7 k keep the given label \u00b7 1-9, 0 pick class 1-10 (" +
     C.slice(0, 10).map(function (c, j) { return ((j + 1) % 10) + " " + c; }).join(", ") +
-    ") \u00b7 x not a valid image \u00b7 u unsure \u00b7 \u2192 / n / j next \u00b7 \u2190 / p previous" +
+    "; c: any class) \u00b7 x not a valid image \u00b7 u unsure \u00b7 \u2192 / n / j next \u00b7 \u2190 / p previous" +
     " \u00b7 Backspace clear \u00b7 e export. Decisions are kept in this browser until you export." +
     (D.note ? " No thumbnails: " + D.note + "." : "");
   buildFilters();
