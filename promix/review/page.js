@@ -162,7 +162,7 @@
     var text = done + " reviewed of " + items.length;
     if (verdicts) {
       text += " \u2014 " + wrong + " of " + verdicts + " checked labels were wrong (" +
-              pct(wrong / verdicts) + ": the flags' precision on what you checked)";
+              pct(wrong / verdicts) + ")";
     }
     var p = document.getElementById("progress");
     p.textContent = text;
