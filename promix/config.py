@@ -35,7 +35,7 @@ class DataConfig:
     # square training size in pixels; None: the timm model's pretrained size for image files,
     # else the images' own (docs/backbones.md: the resolution rule)
     image_size: int | None = None
-    interpolation: str | None = None  # resize filter: bilinear | bicubic (None: the model's)
+    interpolation: Literal["bilinear", "bicubic"] | None = None  # resize filter (None: the model's)
     per_class: int | None = None  # keep the first n training images of each class
     test_fraction: float = 0.2  # held out when the data has no test split
     skip_bad_images: bool = False  # skip unreadable files and list them in the run dir
@@ -180,7 +180,6 @@ class Config:
 CHOICES = {
     "data.noise": {"none", "sym", "sym_exact", "asym", "idn", "clean", "aggre", "worst",
                    "rand1", "rand2", "rand3", "noisy100"},
-    "data.interpolation": {"bilinear", "bicubic"},
     "model.name": None,  # checked against the model registry at build time
     "schedule.lambda_u_mode": {"faithful", "paper"},
     "promix.rho_mode": {"fixed", "auto", "lenient", "bayes"},
