@@ -39,8 +39,10 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs)
 
 def param_groups(net: TwoHeadNet, backbone_lr_scale: float = 1.0) -> list[dict]:
     """One peer's optimizer groups: the backbone at lr * backbone_lr_scale, the two heads at
-    lr (`lr_scale` is read by the trainer when it sets the epoch's lr). Frozen parameters
-    (requires_grad False) are left out."""
+    lr (`lr_scale` is read by the trainer when it sets the epoch's lr); a single group when
+    the scale is 1. Frozen parameters (requires_grad False) are left out."""
+    if backbone_lr_scale == 1.0:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "lr_scale": 1.0}]
     backbone = [p for p in net.backbone.parameters() if p.requires_grad]
     heads = [p for n, p in net.named_parameters() if not n.startswith("backbone.")]
     groups = [{"params": heads, "lr_scale": 1.0}]
