@@ -242,6 +242,18 @@ def test_param_groups_cover_every_trainable_parameter_once():
     assert len(grouped) == len({id(p) for p in grouped}) == len(trainable)
 
 
+@pytest.mark.parametrize("name", ["test_vit", "test_convnext", "test_efficientnet"])
+def test_frozen_stages_of_other_families(name):
+    """ViTs keep parameters on the model itself (cls_token, pos_embed); those freeze too."""
+    net = create_model(f"timm:{name}", num_classes=3)
+    frozen = freeze_stages(net.backbone, 1)
+    assert frozen and all(not p.requires_grad for n, p in net.backbone.named_parameters()
+                          if any(n == f or n.startswith(f + ".") for f in frozen))
+    assert any(p.requires_grad for p in net.backbone.parameters())
+    out = net(torch.zeros(2, 3, 32, 32)).logits.sum()
+    out.backward()  # still trains
+
+
 def test_too_many_frozen_stages_is_an_error():
     with pytest.raises(ConfigError, match="freeze_stages=99"):
         freeze_stages(timm_backbone("timm:test_resnet"), 99)

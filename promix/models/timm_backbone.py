@@ -118,8 +118,13 @@ def freeze_stages(model: nn.Module, n: int) -> list[str]:
         raise ConfigError(f"--freeze_stages={n} but the model has {len(ids)} stages "
                           "(stem included): use at most that")
     params = {p for i in ids[:n] for p in groups[i]}
+    named = dict(model.named_modules())
+    loose = {p for p in params if p.rpartition(".")[0] not in named or "." not in p}
+    for p in loose:  # parameters of the model itself (a ViT's cls_token, pos_embed)
+        model.get_parameter(p).requires_grad_(False)
     # the smallest modules that own a frozen parameter
-    modules = sorted({p.rsplit(".", 1)[0] for p in params})
+    modules = sorted({p.rpartition(".")[0] for p in params - loose})
     modules = [m for m in modules if not any(m.startswith(o + ".") for o in modules if o != m)]
-    freeze(model, modules)
-    return modules
+    if modules:
+        freeze(model, modules)
+    return modules + sorted(loose)
