@@ -109,3 +109,17 @@ def test_large_folders_stay_on_disk_and_decode_reports_skips(tmp_path, monkeypat
     assert isinstance(on_disk.train.images, MappedImages)
     assert torch.equal(on_disk.train.images[:], in_memory.train.images)
     assert f"promix: skipped {bad}: " in capsys.readouterr().out
+
+
+def test_decoding_shows_a_progress_bar_in_images(tmp_path, monkeypatch, capsys):
+    from promix.data import cache as cache_mod
+
+    root = tmp_path / "data"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 20), (30 * i, 100, 7)).save(root / c / f"{i}.png")
+    monkeypatch.setattr(cache_mod, "PROGRESS_MIN", 1)
+    load_folder(root, cache_dir=tmp_path / "c")
+    err = capsys.readouterr().err
+    assert "decoding" in err and "6/6" in err and "img/s" in err
