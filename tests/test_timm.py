@@ -58,11 +58,13 @@ def test_random_init_timm_models_train_promix_steps(name):
     assert result.test_accuracy is not None
 
 
-def test_heads_on_pooled_features():
-    net = create_model("timm:test_convnext", num_classes=5)
+@pytest.mark.parametrize("name, dim", [("test_convnext", 64), ("mobilenetv3_large_100", 1280)])
+def test_heads_on_pooled_features(name, dim):
+    """MobileNetV3's pooled output is its 1280-wide pre-logits layer, not num_features (960)."""
+    net = create_model(f"timm:{name}", num_classes=5)
     out = net(torch.zeros(2, 3, 32, 32))
     assert out.logits.shape == out.pseudo_logits.shape == (2, 5)
-    assert net.linear.in_features == net.backbone.num_features == 64
+    assert net.linear.in_features == dim
 
 
 # ----------------------------------------------------------------------------- --weights
