@@ -10,8 +10,7 @@ decoding throughput against single-process PIL, in one run.
    to `--size`, to NumPy; 1,000 files, timed before and after, averaged), in the same run:
    (a) promix's decoding (every core) of 4,000 files into a cache on /dev/shm (memory), the
    CPU side alone; (b) promix's decoding of the whole folder into the on-disk cache, which
-   writes 150 KB per image: the disk's sequential write speed, measured here with 1 GB and
-   fsync, caps it, and is reported as its images/s ceiling.
+   writes 150 KB per image; the disk's write speed (1 GB with fsync) is recorded beside it.
 3. Builds the dataset (20% symmetric noise, a held-out 20%) and a ProMix Trainer of two
    small_cnn peers at `--size` px, and runs `--steps` warm-up steps, one full selection
    pass over every training image (which reads the whole cache), then `--steps` ProMix steps.
