@@ -28,7 +28,16 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from . import runs
-from .config import Config, ConfigError, apply_overrides, flatten, leaves, resolve_key, to_dict
+from .config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    flatten,
+    leaves,
+    override_pairs,
+    resolve_key,
+    to_dict,
+)
 
 FORMAT = 1
 NAME = re.compile(r"ckpt-epoch(\d+)\.json$")
@@ -262,8 +271,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def resume_config(run_dir: str | Path, overrides: list[str]) -> Config:
     """The config of a run to continue, with only HARMLESS overrides allowed."""
     cfg = runs.load_config(run_dir)
-    for item in overrides:
-        key = (item[2:] if item.startswith("--") else item).split("=", 1)[0]
+    for key, _ in override_pairs(overrides):
         if resolve_key(cfg, key) not in HARMLESS:
             raise ConfigError(
                 f"--resume continues {run_dir} with its own config; '{key}' cannot change "

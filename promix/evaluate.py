@@ -21,9 +21,7 @@ def _run_info(run_dir: Path):
     cfg = runs.load_config(run_dir)
     info = json.loads((run_dir / "data.json").read_text())
     device = resolve_device(cfg.run.device)
-    c = info["image_shape"][0]
-    nets = load_nets(run_dir, cfg, num_classes=len(info["classes"]), in_channels=c,
-                     device=device)
+    nets = load_nets(run_dir, cfg, device=device)
     mean = torch.tensor(info["mean"], device=device)
     std = torch.tensor(info["std"], device=device)
     return cfg, info, nets, mean, std, device

@@ -16,18 +16,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import runs
 from .config import Config, ConfigError
 from .coteaching import coteaching_step, forget_rate_at, resolve_forget_rate
 from .data.augment import normalize, render_strong, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
 from .debias import PriorState
-from .distributed import World
+from .distributed import World, attach
 from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, accuracy, predict, selection_quality
 from .models import TwoHeadNet, create_model
 from .schedules import EpochSchedule, Schedule, prior_momentum
 from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean, lenient_rho
+from .state import peer_tensors
 from .step import Batch, StepRandom, train_step, warmup_step
 
 
@@ -57,8 +59,10 @@ class Result:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, data: Dataset, run_dir: Path | None = None):
+    def __init__(self, cfg: Config, data: Dataset, run_dir: Path | None = None, *,
+                 world: World | None = None, callbacks=()):
         self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        self.callbacks = list(callbacks)
         run = cfg.run
         seed_everything(run.seed, deterministic=run.deterministic)
         self.device = resolve_device(run.device)
@@ -99,7 +103,8 @@ class Trainer:
         self.clean = [torch.ones_like(self.labels, dtype=torch.bool) for _ in self.nets]
         self.chosen = [c.clone() for c in self.clean]  # last step-level L_k (incl. LGA)
         self.selected = [c.clone() for c in self.clean]  # CSS ∪ MHCS of the last selection pass
-        self.world = World()  # rank and process count; distributed.attach sets it under torchrun
+        self.world = World()  # rank and process count
+        attach(self, world or World())
 
     @property
     def batch_size(self) -> int:
@@ -123,6 +128,7 @@ class Trainer:
         """Train epochs [start_epoch, stop_epoch) of the run (all of them by default); the
         schedule is always the whole run's, so stopping early does not rescale it."""
         t0 = time.perf_counter()
+        self._callback("on_start")
         for epoch in range(start_epoch, stop_epoch or self.cfg.schedule.epochs):
             sched = self.schedule.at(epoch)
             for group in self.optimizer.param_groups:
@@ -137,7 +143,14 @@ class Trainer:
             self.history.append(record)
             if on_epoch is not None:
                 on_epoch(self, record)
+            self._callback("on_epoch_end", record)
         return self.result(time.perf_counter() - t0)
+
+    def _callback(self, event: str, *args) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, event, None)
+            if method is not None:
+                method(self, *args)
 
     def phase(self, sched: EpochSchedule) -> str:
         if self.cfg.run.method == "coteaching":  # no warm-up: R(T) ramps from 1 instead
@@ -199,6 +212,7 @@ class Trainer:
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
+            self._callback("on_batch_end")
             bar.set_postfix(loss=f"{terms['loss']:.3f}")
         self.world.merge_chosen(self.chosen)  # each rank set the masks of its own shards
         sums = self.world.average(sums)
@@ -312,3 +326,28 @@ class Trainer:
             seconds=seconds,
             run_dir=str(self.run_dir) if self.run_dir else None,
         )
+
+    # ------------------------------------------------------------------ outputs
+
+    def save_model(self, path: Path) -> None:
+        """Both peers' weights and the class priors, as safetensors."""
+        tensors = peer_tensors(self.nets)
+        tensors |= {f"priors.{name}": t for name, t in self.priors.state_dict().items()}
+        runs.save_tensors(path, tensors)
+
+    def save_train_outputs(self, path: Path) -> None:
+        """Final eval-mode logits of each peer on the training set, and the selection masks.
+        Collective under torchrun: every rank calls it, rank 0 writes."""
+        outputs = self.infer_train()
+        if not self.world.is_main:
+            return
+        tensors = {"noisy_labels": self.labels}
+        if self.data.true_labels is not None:
+            tensors["true_labels"] = self.data.true_labels
+        for k, out in enumerate(outputs, start=1):
+            tensors[f"logits{k}"] = out.logits
+            tensors[f"pseudo_logits{k}"] = out.pseudo_logits
+        for k, (clean, chosen) in enumerate(zip(self.clean, self.chosen, strict=True), 1):
+            tensors[f"css{k}"] = clean.to(torch.uint8)
+            tensors[f"chosen{k}"] = chosen.to(torch.uint8)
+        runs.save_tensors(path, tensors)
