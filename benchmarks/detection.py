@@ -163,7 +163,7 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
                        true_labels=data.true_labels[fit_idx], mean=mean, std=std)
         trainer = Trainer(cfg, part)
         trainer.fit()
-        out = predict(trainer.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
+        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
                       trainer.std, batch_size=cfg.run.eval_batch_size,
                       autocast=autocast(trainer.device, torch.float32))
         probs[held.numpy()] = out.probs.double().cpu().numpy()

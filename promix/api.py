@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
+
 from . import checkpoint, distributed, runs
 from .config import Config, load_preset, set_value, validate
 from .data.base import DataError, Dataset
@@ -142,15 +144,33 @@ def _write_start(run_dir: Path, cfg: Config, data: Dataset, trainer: Trainer) ->
 
 def _save_outputs(run_dir: Path, trainer: Trainer, result: Result, data: Dataset) -> None:
     """Per-sample outputs (every rank infers), then on rank 0 the model, report and summary."""
-    trainer.save_train_outputs(run_dir / "train_outputs.safetensors")
+    save_train_outputs(run_dir / "train_outputs.safetensors", trainer)
     if not trainer.world.is_main:
         return
-    trainer.save_model(run_dir / "model.safetensors")
+    runs.save_tensors(run_dir / "model.safetensors", trainer.state.model_tensors())
     if trainer.cfg.run.method != "ce":  # a baseline's report: `promix issues RUN_DIR/baseline-ce`
         from .report import write_report
 
         write_report(run_dir, data)
     runs.write_json(run_dir / "summary.json", asdict(result))
+
+
+def save_train_outputs(path: Path, trainer: Trainer) -> None:
+    """Final eval-mode logits of each peer on the training set, and the selection masks.
+    Collective under torchrun: every rank calls it, rank 0 writes."""
+    outputs = trainer.infer_train()
+    if not trainer.world.is_main:
+        return
+    tensors = {"noisy_labels": trainer.labels}
+    if trainer.data.true_labels is not None:
+        tensors["true_labels"] = trainer.data.true_labels
+    for k, out in enumerate(outputs, start=1):
+        tensors[f"logits{k}"] = out.logits
+        tensors[f"pseudo_logits{k}"] = out.pseudo_logits
+    for k, peer in enumerate(trainer.state.selection, start=1):
+        tensors[f"css{k}"] = peer.clean.to(torch.uint8)
+        tensors[f"chosen{k}"] = peer.chosen.to(torch.uint8)
+    runs.save_tensors(path, tensors)
 
 
 def _baseline(cfg: Config, data: Dataset, run_dir: Path, result: Result, world,
@@ -178,4 +198,3 @@ def _epoch_end(trainer: Trainer, record: dict) -> None:
         runs.append_metrics(trainer.run_dir, record)
     if checkpoint.due(trainer.cfg, record["epoch"]):
         checkpoint.save(trainer.run_dir, trainer, record["epoch"])
-    distributed.debug_dump(trainer, record)

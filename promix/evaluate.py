@@ -14,7 +14,8 @@ from .api import load_nets
 from .data.base import DataError
 from .data.load import build_dataset
 from .hardware import autocast, resolve_device
-from .inference import accuracy, predict
+from .inference import predict
+from .metrics import ensemble_accuracy
 
 
 def _run_info(run_dir: Path):
@@ -37,11 +38,7 @@ def evaluate_run(run_dir: Path) -> dict:
     ctx = autocast(device, torch.float32)
     outs = [predict(net, images, mean, std, batch_size=cfg.run.eval_batch_size, autocast=ctx)
             for net in nets]
-    record = {"test_size": len(labels), "acc": accuracy(sum(o.logits for o in outs) / len(outs),
-                                                         labels)}
-    for k, o in enumerate(outs, start=1):
-        record[f"acc_net{k}"] = accuracy(o.logits, labels)
-    return record
+    return {"test_size": len(labels)} | ensemble_accuracy(outs, labels)
 
 
 def predict_files(run_dir: Path, files: list[str]) -> list[tuple[str, str, float]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -30,6 +31,22 @@ from .state import load_peers
 
 
 NUMERIC = ("label_quality",)  # label_issues.csv writes it as text with 6 decimals
+
+
+@dataclass
+class Result:
+    """What a finished run returns (also in summary.json)."""
+
+    method: str
+    test_accuracy: float | None  # last epoch: ensemble of primary heads (Acc Mean)
+    best_test_accuracy: float | None
+    selection: dict = field(default_factory=dict)  # final clean selection vs true labels
+    epochs: int = 0
+    seconds: float = 0.0
+    run_dir: str | None = None
+    baseline: Result | None = None  # the same data trained with cfg.run.baseline
+
+
 
 
 class PeerEnsemble(torch.nn.Module):
