@@ -8,7 +8,8 @@ per-peer chosen masks) and returns its named loss terms.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .config import Config
 from .coteaching import coteaching_step, forget_rate_at, resolve_forget_rate
@@ -18,18 +19,32 @@ from .step import Batch, train_step, warmup_step
 
 
 @dataclass
-class ProMix:
-    """Cross-entropy warm-up on every sample, then the ProMix step (SPEC §4, §6)."""
+class Method:
+    """What the Trainer asks of a method. phase: "warmup" | "promix" | "coteaching" (the
+    selection pass and the strong view run in the "promix" phase). step: one optimizer
+    step on a batch, returning the named loss terms."""
 
     cfg: Config
-    name = "promix"
-    peers = 2
+    name: ClassVar[str]
+    peers: ClassVar[int] = 2  # networks trained
 
     def phase(self, sched: EpochSchedule) -> str:
-        return "warmup" if sched.warmup else "promix"
+        raise NotImplementedError
 
     def step(self, state: TrainState, batch: Batch, sched: EpochSchedule, *,
              autocast) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class ProMix(Method):
+    """Cross-entropy warm-up on every sample, then the ProMix step (SPEC §4, §6)."""
+
+    name = "promix"
+
+    def phase(self, sched):
+        return "warmup" if sched.warmup else "promix"
+
+    def step(self, state, batch, sched, *, autocast):
         if sched.warmup:
             return warmup_step(state.nets, state.optimizer, batch,
                                penalty=self.cfg.promix.conf_penalty, autocast=autocast)
@@ -43,36 +58,29 @@ class ProMix:
         return terms
 
 
-@dataclass
-class CrossEntropy:
+class CrossEntropy(Method):
     """The `ce` baseline: one network, cross-entropy on every sample for the whole run."""
 
-    cfg: Config
-    name = "ce"
-    peers = 1
+    name, peers = "ce", 1
 
-    def phase(self, sched: EpochSchedule) -> str:
+    def phase(self, sched):
         return "warmup"
 
-    def step(self, state: TrainState, batch: Batch, sched: EpochSchedule, *,
-             autocast) -> dict[str, float]:
+    def step(self, state, batch, sched, *, autocast):
         return warmup_step(state.nets, state.optimizer, batch, penalty="none", autocast=autocast)
 
 
 @dataclass
-class CoTeaching:
+class CoTeaching(Method):
     """The `coteaching` baseline (coteaching.py): no warm-up, R(T) ramps down from 1."""
 
-    cfg: Config
-    noise: dict  # the dataset's noise report: τ_f defaults to its realized rate
+    noise: dict = field(default_factory=dict)  # the noise report: τ_f defaults to its rate
     name = "coteaching"
-    peers = 2
 
-    def phase(self, sched: EpochSchedule) -> str:
+    def phase(self, sched):
         return "coteaching"
 
-    def step(self, state: TrainState, batch: Batch, sched: EpochSchedule, *,
-             autocast) -> dict[str, float]:
+    def step(self, state, batch, sched, *, autocast):
         return coteaching_step(state.nets, state.optimizer, batch, autocast=autocast,
                                forget_rate=self.forget_rate(sched.epoch))
 
@@ -83,7 +91,7 @@ class CoTeaching:
                               tau_f=resolve_forget_rate(c, self.noise))
 
 
-def create_method(cfg: Config, noise: dict):
+def create_method(cfg: Config, noise: dict) -> Method:
     """The method cfg.run.method names."""
     if cfg.run.method == "coteaching":
         return CoTeaching(cfg, noise)

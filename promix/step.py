@@ -75,9 +75,7 @@ def train_step(
     autocast=None,
 ) -> tuple[dict[str, float], list[torch.Tensor]]:
     """One ProMix step. clean[k]: (N,) bool CSS mask s_k of peer k over the whole dataset.
-
-    Returns the named loss terms and each peer's final chosen mask over the batch (B,).
-    """
+    Returns the named loss terms and each peer's final chosen mask over the batch (B,)."""
     autocast = autocast or contextlib.nullcontext()
     y = batch.label
     with autocast:  # §6.1: both peers' weak passes first, since LGA compares their predictions
@@ -122,9 +120,8 @@ def train_step(
         totals = peer_totals(peer, sched.w)
         losses += [totals["loss_h"], totals["loss_ap"]]  # L_k = L_h + L_ap
         terms |= {f"{name}_{k + 1}": v for name, v in totals.items()}
-    loss = sum(losses)  # L = L_1 + L_2
     optimizer.step()
-    return floats(terms | {"loss": loss}), chosen
+    return floats(terms | {"loss": sum(losses)}), chosen  # L = L_1 + L_2
 
 
 def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
