@@ -22,6 +22,7 @@ from .config import (
     validate,
 )
 from .data.base import DataError
+from .fields import describe, hints
 
 DEMO_PRESET = "demo"
 USER_PRESET = "user"
@@ -205,7 +206,8 @@ def cmd_presets(args) -> int:
 def cmd_config(args) -> int:
     cfg = load_preset(args.preset)
     for path, (owner, f) in leaves(cfg).items():
-        print(f"{path} = {getattr(owner, f.name)!r}")
+        allowed = describe(hints(type(owner))[f.name])
+        print(f"{path} = {getattr(owner, f.name)!r}  ({allowed})")
     return 0
 
 

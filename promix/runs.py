@@ -159,4 +159,8 @@ def load_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a promix run directory (no config.json)")
-    return from_dict(json.loads(path.read_text()))
+    try:
+        table = json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(f"{path} is not valid JSON ({err}): restore it from the run") from err
+    return from_dict(table)

@@ -52,6 +52,8 @@ def env(tmp_path, monkeypatch):
             "mean": [0.3], "std": [0.3], "train_size": 1, "test_size": 1}))
         if model is not None:
             (run / "model.safetensors").write_bytes(model)
+    (tmp_path / "badconfig").mkdir()
+    (tmp_path / "badconfig" / "config.json").write_text('{"data": {"dataset": "dig')
     return tmp_path
 
 
@@ -120,6 +122,7 @@ OTHER = [  # the other subcommands
     (["predict", "corrupt", "images/ant/0.png"], "is not a readable safetensors file"),
     (["eval", "nomodel"], "nomodel/model.safetensors is missing"),
     (["eval", "empty"], "is not a promix run directory (no config.json)"),
+    (["eval", "badconfig"], "badconfig/config.json is not valid JSON"),
     (["issues", "empty"], "empty"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
     (["eval"], "the following arguments are required: run_dir"),
