@@ -118,6 +118,13 @@ def test_label_issues_without_pandas_is_a_structured_array(run, monkeypatch):
     assert len(issues[issues["is_label_issue"]]) == int(issues["is_label_issue"].sum())
 
 
+def test_eval_of_an_arrays_run_says_why_it_cannot(run, capsys):
+    from promix.cli import main
+
+    assert main(["eval", str(run.run_dir)]) == 2
+    assert "trained on in-memory arrays" in capsys.readouterr().err
+
+
 def test_load_reopens_the_same_model(run):
     images, _ = digits()
     again = promix.Run.load(run.run_dir)
