@@ -135,6 +135,9 @@ def train_config(cfg: Config, dataset: Dataset | None = None, *, run_dir: Path |
 
 
 def _write_start(run_dir: Path, cfg: Config, data: Dataset, trainer: Trainer) -> None:
+    from .review import record_inputs
+
+    record_inputs(cfg, run_dir)  # copies of the corrections/annotator files, their sha256
     runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
     runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
                       data.train.paths)
@@ -164,6 +167,8 @@ def save_train_outputs(path: Path, trainer: Trainer) -> None:
     tensors = {"noisy_labels": trainer.labels}
     if trainer.data.true_labels is not None:
         tensors["true_labels"] = trainer.data.true_labels
+    if trainer.data.verified is not None:  # corrections.csv: never flagged in the report
+        tensors["verified"] = trainer.data.verified.to(torch.uint8)
     for k, out in enumerate(outputs, start=1):
         tensors[f"logits{k}"] = out.logits
         tensors[f"pseudo_logits{k}"] = out.pseudo_logits

@@ -73,6 +73,11 @@ class Trainer:
         # Moved to the device once, not at every epoch's evaluation and selection pass.
         self.is_clean = (None if data.true_labels is None  # diagnostics only, never the step
                          else self.labels == data.true_labels.to(self.device))
+        # Labels a person verified (corrections.csv) are always in the clean set; with several
+        # annotators, CSS ranks by loss - log P(label | annotators) (docs/review.md).
+        self.verified = None if data.verified is None else data.verified.to(self.device)
+        self.log_label_prior = (None if data.label_prior is None
+                                else data.label_prior.to(self.device).log())
         self.test = None if data.test is None else (data.test.images.to(self.device),
                                                     data.test.labels.to(self.device))
         mean, std = data.normalization()
@@ -198,7 +203,12 @@ class Trainer:
         # each rank set the chosen masks of its own shards
         self.world.merge_chosen([peer.chosen for peer in self.state.selection])
         sums = self.world.average(sums)
-        return {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+        record = {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+        if promix:  # the final chosen set L_k of each peer's last step per sample, LGA included
+            for k, peer in enumerate(self.state.selection, start=1):  # (SPEC §13.5's 3rd set)
+                record[f"selected/chosen_{k}"] = int(peer.chosen.sum())
+                record |= self._quality(f"chosen_{k}", peer.chosen)
+        return record
 
     # ------------------------------------------------------------------ selection (SPEC §5)
 
@@ -222,6 +232,8 @@ class Trainer:
         outputs = self.infer_train()
         for k, (out, peer) in enumerate(zip(outputs, self.state.selection, strict=True)):
             loss = out.losses(self.labels)
+            if self.log_label_prior is not None:
+                loss = loss - self.log_label_prior.to(loss.dtype)
             if p.selection == "gmm":
                 peer.clean = gmm_clean(loss)
             else:
@@ -238,6 +250,8 @@ class Trainer:
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
                 peer.clean = class_small_loss(loss, self.labels, quota)
+            if self.verified is not None:
+                peer.clean |= self.verified
             peer.chosen = (matched_high_confidence(peer.clean, out.probs, self.labels, p.tau)
                            if p.mhcs else peer.clean.clone())
             peer.selected = peer.chosen.clone()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,11 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY,
         confident = np.any([high_confidence(torch.from_numpy(p), torch.from_numpy(labels),
                                             tau).numpy() for p in probs], axis=0)
         source = selected_by(css=_any(out, "css"), confident=confident, chosen=_any(out, "chosen"))
+    if "verified" in out:  # labels a reviewer verified (corrections.csv): never flagged
+        verified = out["verified"].astype(bool)
+        issues = replace(issues, is_label_issue=issues.is_label_issue & ~verified,
+                         suggested_label=np.where(verified, -1, issues.suggested_label))
+        source = np.where(verified, "verified", source)
     return RunIssues(
         classes=tuple(info["classes"]), labels=labels,
         true_labels=out["true_labels"].astype(np.int64) if "true_labels" in out else None,
