@@ -4,13 +4,11 @@ Training images live on the device as one uint8 tensor; every epoch draws a perm
 builds the weak and strong views in batches on the device and calls the method's step
 (methods.py: ProMix, or a baseline). Nothing is re-read from disk, and no dataset is rebuilt.
 The Trainer owns the `TrainState` (state.py); checkpoints, model files and the torchrun sync
-go through it. Callbacks (objects with any of `on_start(trainer)`, `on_batch_end(trainer)`,
-`on_epoch_end(trainer, record)`) let tests and tools watch or pause a run.
+go through it. Callbacks (`on_start`, `on_batch_end`, `on_epoch_end`) watch or pause a run.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
@@ -18,13 +16,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError
-from .data.augment import normalize, render_strong, strong_view, weak_view
+from .config import Config
+from .data.augment import normalize, strong_renderer, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
 from .debias import PriorState
 from .distributed import World, join
-from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, seed_everything
+from .hardware import autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, predict, selection_quality
 from .methods import create_method
 from .metrics import ensemble_accuracy
@@ -41,17 +39,6 @@ from .selection import (
 )
 from .state import PeerSelection, TrainState
 from .step import Batch, StepRandom
-
-
-def strong_renderer(mode: str, device: torch.device):
-    """The strong view's `render` for run.augment (config.py): identical pixels, other speed."""
-    if mode == "auto":
-        mode = "graph" if device.type == "cuda" else "grouped"
-    if mode == "graph":
-        if device.type != "cuda":
-            raise ConfigError("--augment=graph needs a CUDA device; use grouped or dense on a CPU")
-        return CudaGraphed(functools.partial(render_strong, dense=True))
-    return functools.partial(render_strong, dense=mode == "dense")
 
 
 class Trainer:
@@ -155,9 +142,8 @@ class Trainer:
 
     def _callback(self, event: str, *args) -> None:
         for callback in self.callbacks:
-            method = getattr(callback, event, None)
-            if method is not None:
-                method(self, *args)
+            if hasattr(callback, event):
+                getattr(callback, event)(self, *args)
 
     def batches(self, drop_last: bool):
         """Index batches of a fresh permutation; the warm-up keeps the last partial batch."""
