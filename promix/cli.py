@@ -5,6 +5,8 @@
     promix train --data my_images/       an image folder (root/<class>/<image>) or a CSV
     promix train --epochs=30 --tau=0.95  any config field, by dotted path or unique leaf name
     promix issues RUN_DIR                the wrong labels of a run, and its report.html
+    promix review RUN_DIR [--serve]      review the flagged labels in a browser (docs/review.md)
+    promix train ... --corrections=corrections.csv   train on the reviewed labels
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     p_iss = sub.add_parser("issues", help="write a run's label-issue table and report.html")
     p_iss.add_argument("run_dir")
     p_iss.add_argument("--top", type=int, default=20, help="suspicious rows to print")
+    p_rev = sub.add_parser(
+        "review", help="write review.html: decide on the flagged labels, export corrections.csv",
+        epilog="Then: promix train <same options> --corrections=corrections.csv (docs/review.md)")
+    p_rev.add_argument("run_dir")
+    p_rev.add_argument("--top", type=int, help="review the N most suspicious images, flagged "
+                       "or not (default: every flagged image)")
+    p_rev.add_argument("--limit", type=int, default=2000, help="at most this many images")
+    p_rev.add_argument("--serve", action="store_true", help="also serve the page on "
+                       "http://127.0.0.1:PORT/ and save exports into the run directory")
+    p_rev.add_argument("--port", type=int, default=8765)
+    p_rev.add_argument("--to", choices=("labelstudio", "fiftyone"), help="also export the "
+                       "reviewed images for Label Studio (import JSON) or FiftyOne (dataset dir)")
+    p_rev.add_argument("--from-labelstudio", metavar="EXPORT_JSON", help="turn a Label Studio "
+                       "JSON export into RUN_DIR/corrections.csv instead")
+    p_rev.add_argument("--measure", metavar="CORRECTIONS_CSV", help="measure the run's flags "
+                       "(precision, recall, AUROC) on the labels verified in this file instead")
     sub.add_parser("presets", help="list the presets")
     p_cfg = sub.add_parser("config", help="print every config field of a preset")
     p_cfg.add_argument("--preset", default=DEMO_PRESET)
@@ -51,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
-                "config": cmd_config, "issues": cmd_issues}[args.command](args)
+                "config": cmd_config, "issues": cmd_issues,
+                "review": cmd_review}[args.command](args)
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"promix: error: {err}", file=sys.stderr)
         return 2
@@ -130,6 +149,18 @@ def cmd_issues(args) -> int:
     from .report import format_report, write_report
 
     print(format_report(write_report(Path(args.run_dir)), top=args.top))
+    return 0
+
+
+def cmd_review(args) -> int:
+    from .review.commands import review
+
+    print(review(Path(args.run_dir), top=args.top, limit=args.limit, to=args.to,
+                 from_labelstudio=args.from_labelstudio, measure=args.measure))
+    if args.serve:
+        from .review.serve import serve
+
+        serve(Path(args.run_dir), port=args.port)
     return 0
 
 

@@ -45,7 +45,8 @@ def write_report(run_dir: Path, data=None, *, top: int = 48) -> Report:
     plots = write_plots(run_dir, run, metrics)
     images, note = _training_images(run_dir, run, data)
     path = write_html(run_dir / "report.html", run, summary, class_rows(run), rows, plots,
-                      images, top=top, title=f"promix label issues: {run_dir.name}")
+                      images, top=top, title=f"promix label issues: {run_dir.name}",
+                      sections=_review_sections(run_dir))
     return Report(path, summary, rows, note)
 
 
@@ -67,6 +68,19 @@ def format_report(report: Report, *, top: int = 20) -> str:
     lines.append(f"table: {report.html.parent / 'label_issues.csv'}")
     lines.append(f"report: {report.html}")
     return "\n".join(lines)
+
+
+def _review_sections(run_dir: Path) -> list[str]:
+    """The annotators' section when the run took several labels per image (noise.json)."""
+    import json
+
+    path = run_dir / "noise.json"
+    info = json.loads(path.read_text()).get("annotators") if path.is_file() else None
+    if not info:
+        return []
+    from ..review.report import annotator_section
+
+    return [annotator_section(info)]
 
 
 def _training_images(run_dir: Path, run, data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,11 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY,
         given = np.stack([p[np.arange(len(labels)), labels] for p in probs])  # (peers, N)
         source = selected_by(
             css=_any(out, "css"), confident=(given > tau).any(0), chosen=_any(out, "chosen"))
+    if "verified" in out:  # labels a reviewer verified (corrections.csv): never flagged
+        verified = out["verified"].astype(bool)
+        issues = replace(issues, is_label_issue=issues.is_label_issue & ~verified,
+                         suggested_label=np.where(verified, -1, issues.suggested_label))
+        source = np.where(verified, "verified", source)
     return RunIssues(
         classes=tuple(info["classes"]), labels=labels,
         true_labels=out["true_labels"].astype(np.int64) if "true_labels" in out else None,
