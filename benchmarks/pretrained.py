@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from promix.api import train
+from promix.api import train_config
 from promix.config import Config, DataConfig, load_preset
 from promix.data.cifar import load_cifar
 from promix.data.load import CIFAR_STATS, dataset_from_arrays
@@ -79,10 +79,11 @@ def config(method: str, epochs: int, seed: int, out_dir: str, weights: str | Non
 
 def run(cfg: Config, data) -> dict:
     t0 = time.perf_counter()
-    result = train(cfg, data)
+    run = train_config(cfg, data)
+    result = run.result
     return {"test_accuracy": result.test_accuracy, "best_test_accuracy":
             result.best_test_accuracy, "selection": result.selection,
-            "wall_seconds": time.perf_counter() - t0, "run_dir": result.run_dir}
+            "wall_seconds": time.perf_counter() - t0, "run_dir": str(run.run_dir)}
 
 
 def main() -> None:

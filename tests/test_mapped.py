@@ -88,7 +88,8 @@ def test_training_from_the_mapped_cache_equals_training_in_memory(tmp_path):
         data = Dataset("t", ImageSet(images, labels, classes), mean=(0.5,) * 3, std=(0.25,) * 3)
         trainer = Trainer(cfg, data)
         trainer.fit()
-        return [torch.cat([p.flatten() for p in n.parameters()]) for n in trainer.nets]
+        return [torch.cat([p.flatten() for p in n.parameters()])
+                for n in trainer.state.nets]
 
     in_memory = run(torch.from_numpy(x))
     on_disk = run(MappedImages(mapped_array(tmp_path, x)))

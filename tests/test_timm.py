@@ -49,12 +49,13 @@ def flat(net) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["resnet18", "test_convnext", "test_vit"])
 def test_random_init_timm_models_train_promix_steps(name):
     trainer = Trainer(tiny_cfg(f"timm:{name}"), tiny_data())
-    before = [flat(n).clone() for n in trainer.nets]
+    before = [flat(n).clone() for n in trainer.state.nets]
     result = trainer.fit()
     assert [r["phase"] for r in trainer.history] == ["warmup", "promix"]
     assert all(torch.isfinite(torch.tensor(v)) for r in trainer.history
                for k, v in r.items() if k.startswith("loss/"))
-    assert all(not torch.equal(b, flat(n)) for b, n in zip(before, trainer.nets, strict=True))
+    assert all(not torch.equal(b, flat(n))
+               for b, n in zip(before, trainer.state.nets, strict=True))
     assert result.test_accuracy is not None
 
 
@@ -172,7 +173,7 @@ def test_pretrained_loads_through_timm_from_a_local_file(tmp_path, monkeypatch):
     monkeypatch.setattr("promix.trainer.pretrained_file", lambda name: str(file))
     monkeypatch.setattr(plan_mod, "pretrained_file", lambda name: str(file))
     trainer = Trainer(tiny_cfg("timm:test_convnext", pretrained=True), tiny_data())
-    assert all(torch.equal(flat(n.backbone), flat(src)) for n in trainer.nets)
+    assert all(torch.equal(flat(n.backbone), flat(src)) for n in trainer.state.nets)
 
 
 def test_pretrained_calls_timm_with_pretrained_true(monkeypatch):
@@ -222,16 +223,16 @@ def test_unreachable_pretrained_weights_fall_back_or_fail(monkeypatch, capsys):
 def test_backbone_lr_scale_and_frozen_stages():
     cfg = tiny_cfg("timm:test_resnet", backbone_lr_scale=0.1, freeze_stages=1)
     trainer = Trainer(cfg, tiny_data())
-    net = trainer.nets[0]
+    net = trainer.state.nets[0]
     stem = [p for n, p in net.backbone.named_parameters() if n.startswith(("conv1", "bn1"))]
     assert stem and all(not p.requires_grad for p in stem)
     frozen = {n: t.clone() for n, t in net.backbone.state_dict().items()
               if n.startswith(("conv1", "bn1"))}
     trainer.fit(stop_epoch=1)
     lr = trainer.schedule.at(0).lr
-    scales = sorted({g["lr"] / lr for g in trainer.optimizer.param_groups})
+    scales = sorted({g["lr"] / lr for g in trainer.state.optimizer.param_groups})
     assert scales == pytest.approx([0.1, 1.0])
-    assert len(trainer.optimizer.param_groups) == 4  # (backbone, heads) per peer
+    assert len(trainer.state.optimizer.param_groups) == 4  # (backbone, heads) per peer
     state = net.backbone.state_dict()
     assert all(torch.equal(t, state[n]) for n, t in frozen.items())  # BN statistics too
 
@@ -275,7 +276,7 @@ def photo_folder(root, n=4, size=(48, 40)):
 
 @pytest.mark.parametrize("args, match", [
     (["--model=timm:resnet18x"], "unknown timm model 'resnet18x'.*timm:resnet18"),
-    (["--model=resnet19"], "unknown model 'resnet19'"),
+    (["--model=resnet19"], "'resnet19' is not a registered model"),
     (["--model=timm:test_vit", "--image_size=40"], "timm:test_vit cannot take 40x40 images"),
     (["--model=small_cnn", "--pretrained=true"], "--pretrained applies to timm models"),
     (["--model=timm:test_resnet", "--weights=/nonexistent.safetensors"], "no such file"),

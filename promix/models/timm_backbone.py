@@ -79,7 +79,7 @@ def timm_backbone(name: str, *, in_channels: int = 3, pretrained: bool = False,
     overlay = {"file": str(pretrained_file)} if pretrained_file else None
     model = timm.create_model(arch, pretrained=pretrained, num_classes=0, in_chans=in_channels,
                               pretrained_cfg_overlay=overlay)
-    # the pooled output: num_features, or the pre-logits width where a head MLP follows (MobileNetV3)
+    # the pooled output: num_features, or the pre-logits width of a head MLP (MobileNetV3)
     model.feature_dim = getattr(model, "head_hidden_size", None) or model.num_features
     return model
 

@@ -30,6 +30,13 @@ META_NORM = "promix.normalization"  # JSON [[mean...], [std...]] the weights wer
 META_CLASSES = "promix.classes"  # JSON list of the class names the heads were trained on
 
 
+def weights_metadata(cfg, data) -> dict[str, str]:
+    """What a run's model.safetensors records so that `--weights=` can check and reuse it:
+    the architecture, the class names of the heads, the normalization it trained with."""
+    return {META_MODEL: cfg.model.name, META_CLASSES: json.dumps(list(data.classes)),
+            META_NORM: json.dumps([list(v) for v in data.normalization()])}
+
+
 @dataclass(frozen=True)
 class WeightsFile:
     """A checkpoint read into memory. backbone: names relative to the backbone; heads:
