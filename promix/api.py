@@ -116,7 +116,7 @@ def train_config(cfg: Config, dataset: Dataset | None = None, *, run_dir: Path |
     """
     validate(cfg)
     world = distributed.init(cfg.run.device)
-    data = dataset if dataset is not None else build_data(cfg)  # the model is checked first
+    data = build_data(cfg, dataset)  # the model is checked first, then the data built
     trainer = Trainer(cfg, data, world=world, callbacks=callbacks)
     created = world.is_main and run_dir is None and not cfg.run.resume  # removable on failure
     if cfg.run.resume:

@@ -42,9 +42,10 @@ class ModelPlan:
     interpolation: str | None
 
 
-def plan_model(cfg: Config) -> ModelPlan:
+def plan_model(cfg: Config, *, given_size: int | None = None) -> ModelPlan:
     """Check cfg.model (switching to model.fallback when pretrained weights are out of reach,
-    which rewrites cfg.model) and decide the input size; see the module docstring."""
+    which rewrites cfg.model) and decide the input size; see the module docstring.
+    given_size: the side of images already in memory (arrays), checked against the model."""
     m, d = cfg.model, cfg.data
     timm = is_timm(m.name)
     if not timm:
@@ -73,7 +74,7 @@ def plan_model(cfg: Config) -> ModelPlan:
                   "to start from a local checkpoint, or --model=... to choose.")
             cfg.model = replace(m, name=m.fallback, pretrained=False, fallback=None,
                                 freeze_stages=0, backbone_lr_scale=1.0)
-            return plan_model(cfg)
+            return plan_model(cfg, given_size=given_size)
     timm_cfg = pretrained_cfg(m.name) if timm else {}
     size, reason = d.image_size, "data.image_size (a flag or the preset)"
     if size is None and timm and d.dataset in FILE_DATASETS:
@@ -81,7 +82,7 @@ def plan_model(cfg: Config) -> ModelPlan:
         reason = f"{m.name}'s pretrained config (input_size); --image_size=N to change"
     if size is None:
         reason = None
-    probe = size or NATIVE_SIZE.get(d.dataset)
+    probe = given_size or size or NATIVE_SIZE.get(d.dataset)
     if timm or weights is not None:
         net = _probe_net(cfg, weights)
         if timm and probe is not None:
@@ -127,10 +128,15 @@ def pretrained_file(name: str) -> str | None:
     return None
 
 
-def build_data(cfg: Config):
-    """The Dataset for cfg, after the model plan; prints the training size and why."""
+def build_data(cfg: Config, dataset=None):
+    """The Dataset for cfg, after the model plan; prints the training size and why.
+    dataset: one already built (arrays, a baseline's): only the model is checked and the
+    normalization set."""
     from ..data.load import build_dataset
 
+    if dataset is not None:
+        plan = plan_model(cfg, given_size=dataset.train.images.shape[-1])
+        return _normalized(dataset, plan)
     plan = plan_model(cfg)
     if plan.image_size is not None:
         cfg.data.image_size = plan.image_size
@@ -142,6 +148,11 @@ def build_data(cfg: Config):
         print(f"promix: training at {side}x{side}: {plan.reason}")
     elif cfg.data.dataset not in FILE_DATASETS:  # image files: data/cache.py said why
         print(f"promix: training at {side}x{side}: the {cfg.data.dataset} images' own size")
+    return _normalized(data, plan)
+
+
+def _normalized(data, plan: ModelPlan):
+    """data with the plan's mean/std (the weights'), else its own computed once."""
     if plan.normalization is not None:
         mean, std = plan.normalization
         c = data.train.images.shape[1]
