@@ -68,7 +68,7 @@ def make_config(setting: str, noise: str, *extra: str):
 
 def train_run(cfg, run_dir: Path) -> dict:
     """Train (resuming a run killed half way); the numbers of the row."""
-    from promix.api import train
+    from promix.api import train_config
 
     if (run_dir / "summary.json").is_file():
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -77,7 +77,7 @@ def train_run(cfg, run_dir: Path) -> dict:
     if (run_dir / "config.json").is_file():
         cfg.run.resume = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    result = train(cfg, run_dir=run_dir)
+    result = train_config(cfg, run_dir=run_dir).result
     return {"test_accuracy": result.test_accuracy, "selection": result.selection,
             "train_seconds": result.seconds}
 
@@ -106,7 +106,7 @@ def cleanlab_order(cfg, data, folds: int) -> np.ndarray:
                        true_labels=data.true_labels[fit], mean=mean, std=std)
         trainer = Trainer(cfg, part)
         trainer.fit()
-        out = predict(trainer.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
+        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
                       trainer.std, batch_size=cfg.run.eval_batch_size,
                       autocast=autocast(trainer.device, torch.float32))
         probs[held.numpy()] = out.probs.double().cpu().numpy()
