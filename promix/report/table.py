@@ -109,7 +109,7 @@ def summarize(run: RunIssues) -> dict:
         "label_quality": QUALITY,
         "threshold": THRESHOLD,
         "suggest_threshold": run.tau,
-        "health_score": health_score(run.labels, iss),
+        "health_score": health_score(iss),
         "label_issues": int(iss.is_label_issue.sum()),
         "suggested_labels": int((iss.suggested_label >= 0).sum()),
         "selected_by": {s: int((run.selected_by == s).sum()) for s in np.unique(run.selected_by)},
