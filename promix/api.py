@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from .data.base import Dataset
 from .data.load import build_dataset
 from .models import TwoHeadNet, create_model
 from .trainer import Result, Trainer
+from .truth import check_truth_file, data_base, read_truth
 
 
 def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = None) -> Result:
@@ -26,8 +28,14 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
     checkpoint (docs/resume.md). Under torchrun every process calls this and rank 0 alone
     writes the run directory (docs/distributed.md).
     """
+    if not cfg.run.resume:  # a resumed run keeps the paths it recorded
+        cfg = replace(cfg, data=absolute_paths(cfg.data))  # so the run works from any folder
+    check_truth_file(cfg.data.truth)
     world = distributed.init(cfg.run.device)
     data = data if data is not None else build_dataset(cfg.data)
+    if cfg.data.truth:  # a bad row fails here, before any training
+        read_truth(cfg.data.truth, classes=data.classes, size=len(data.train),
+                   paths=data.train.paths, base=data_base(cfg.data.dataset, cfg.data.root))
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume)
     elif run_dir is None:
@@ -56,6 +64,14 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
         write_report(run_dir, data)
     runs.write_json(run_dir / "summary.json", asdict(result))
     return _baseline(cfg, data, run_dir, result, world)
+
+
+def absolute_paths(data_cfg):
+    """The data config with every file path absolute, so the run directory records where the
+    data is and eval/issues/predict/export work from any working directory."""
+    fields = ("root", "noise_file", "cache_dir", "truth")
+    return replace(data_cfg, **{f: os.path.abspath(os.path.expanduser(getattr(data_cfg, f)))
+                                for f in fields if getattr(data_cfg, f)})
 
 
 def _baseline(cfg: Config, data: Dataset, run_dir: Path, result: Result, world) -> Result:
