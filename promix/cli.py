@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args, extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
-                "config": cmd_config, "issues": cmd_issues, "export": cmd_export}[args.command](args)
+        commands = {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
+                    "config": cmd_config, "issues": cmd_issues, "export": cmd_export}
+        return commands[args.command](args)
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"promix: error: {err}", file=sys.stderr)
         return 2

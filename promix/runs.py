@@ -120,7 +120,8 @@ def files_digest(paths) -> str | None:
         return None
     h = hashlib.sha256()
     for p in paths:
-        h.update(("%s\0%d\0%d\n" % file_identity(p)).encode())
+        path, size, mtime = file_identity(p)
+        h.update(f"{path}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()
 
 
