@@ -264,6 +264,28 @@ def run_cifar_settings(args, tmp: str) -> list[dict]:
     return results
 
 
+def folder_table(files: list[Path]) -> str:
+    """The docs/label-issues.md table of --folder results, one row per setting and seed."""
+    head = ("| setting | seed | wrong | ProMix flagged (÷ wrong) | ProMix P / R / F1 | "
+            "ProMix estimated wrong | cleanlab flagged (÷ wrong) | cleanlab P / R / F1 | "
+            "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 10 + "|")
+    lines = [head]
+    for file in files:
+        run = json.loads(Path(file).read_text())
+        seed = run["command"].split("--seed ")[1].split()[0] if "--seed " in run["command"] \
+            else "123"
+        for r in run["results"]:
+            p, c = r["promix"], r["cleanlab"]
+            prf = lambda m: f"{m['precision']:.1%} / {m['recall']:.1%} / {m['f1']:.3f}"  # noqa: E731
+            lines.append(
+                f"| {r['setting'].split(', ', 2)[-1]} | {seed} | {p['wrong']} of "
+                f"{r['train_size']} | {p['flagged']} ({p['flagged'] / p['wrong']:.2f}) | "
+                f"{prf(p)} | {p['estimated_wrong']} | {c['flagged']} "
+                f"({c['flagged'] / c['wrong']:.2f}) | {prf(c)} | {p['auroc']:.3f} / "
+                f"{c['auroc']:.3f} | {p['seconds']:.0f} / {c['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     head = ("| setting | method | AUROC | AUPRC | precision | recall | F1 | flagged | wrong "
             "| wall time |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -307,7 +329,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="default: benchmarks/results/detection.json, with --folder "
                          "detection-folder-s<seed>.json")
+    ap.add_argument("--table", type=Path, nargs="+",
+                    help="only print the --folder table of these result files (no run)")
     args = ap.parse_args(argv)
+    if args.table:
+        print(folder_table(args.table))
+        return
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         f"detection-folder-s{args.seed}.json" if args.folder else "detection.json")
     if not args.root.exists():
