@@ -87,10 +87,7 @@ def write_start(run_dir: Path, cfg: Config, data, *, device, precision) -> None:
         "python": platform.python_version(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    write_json(run_dir / "noise.json", data.noise if data.true_labels is not None else {
-        "kind": cfg.data.noise, "known": False,
-        "note": "the given labels were trained on as they are; how many are wrong is unknown "
-                "(issues_summary.json has the estimate)"})
+    write_json(run_dir / "noise.json", data.noise)
 
 
 def write_labels(path: Path, labels: torch.Tensor, classes, paths=None) -> None:
