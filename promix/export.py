@@ -47,9 +47,11 @@ def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = N
     if changed:
         raise DataError(f"not exported: {changed}")
     listing = list_folder(root) if cfg.data.dataset == "folder" else list_csv(root)
-    data_dir = root if cfg.data.dataset == "folder" else root.parent
     out = Path(to or csv_path).expanduser().resolve()
-    _check_outside(out, data_dir, listing.paths, new_dir=to is not None)
+    # a folder dataset is the folder itself (a new folder in it would be a class); a CSV
+    # dataset's folder may take new files, but never over the manifest or an image
+    _check_outside(out, root if cfg.data.dataset == "folder" else None,
+                   [*listing.paths, root], new_dir=to is not None)
     rows = plan(analyze_run(run_dir), listing, min_confidence=min_confidence)
     keep = [r for r in rows if not (unsure == "drop" and r["status"] == "review")]
     review = [r for r in rows if r["status"] == "review"]
@@ -97,15 +99,15 @@ def plan(run, listing, *, min_confidence: float) -> list[dict]:
     return rows
 
 
-def _check_outside(out: Path, data_dir: Path, files, *, new_dir: bool) -> None:
-    data_dir = data_dir.resolve()
-    if out == data_dir or data_dir in out.parents:
+def _check_outside(out: Path, data_dir: Path | None, files, *, new_dir: bool) -> None:
+    data_dir = data_dir.resolve() if data_dir is not None else None
+    if data_dir is not None and (out == data_dir or data_dir in out.parents):
         raise DataError(f"{out} is inside your data folder {data_dir}: export to a new place "
                         "(promix never writes into your data)")
     if new_dir and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists and is not an empty folder: name a new one")
-    if not new_dir and out in {Path(p).resolve() for p in files}:
-        raise DataError(f"{out} is one of your data files: name a new CSV")
+    if out in {Path(p).resolve() for p in files}:
+        raise DataError(f"{out} is one of your data files: name a new place")
 
 
 def _write_folder(out: Path, rows: list[dict], *, link: str, split_layout: bool) -> None:

@@ -85,7 +85,8 @@ def summary_lines(s: dict) -> str:
     est = s["estimated"]
     low, high = est["noise_rate_interval_95"]
     lines = [f"{s['label_issues']:,} label issues flagged in {s['samples']:,} samples",
-             f"estimated from the model (no ground truth): {est['wrong_labels']:,} wrong "
+             f"estimated from the model{'' if 'truth' in s else ' (no ground truth)'}: "
+             f"{est['wrong_labels']:,} wrong "
              f"labels, noise rate {est['noise_rate']:.1%} (95% interval {low:.1%}-{high:.1%}), "
              f"clean share (health score) {s['health_score']:.1%}"]
     if "truth" in s:
