@@ -33,7 +33,7 @@ def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = N
                link: str = "copy", min_confidence: float = 0.9, unsure: str = "keep") -> str:
     """Export the run's data (module docstring); returns the one-paragraph summary."""
     from . import runs
-    from .report import _changed_files
+    from .report import changed_files
     from .report.table import analyze_run
 
     if not 0 <= min_confidence <= 1:
@@ -43,7 +43,7 @@ def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = N
         raise DataError(f"{run_dir}: export needs a run on an image folder or CSV manifest "
                         f"(this one trained on {cfg.data.dataset})")
     root = Path(cfg.data.root)
-    changed = _changed_files(run_dir)
+    changed = changed_files(run_dir)
     if changed:
         raise DataError(f"not exported: {changed}")
     listing = list_folder(root) if cfg.data.dataset == "folder" else list_csv(root)
@@ -55,7 +55,7 @@ def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = N
     rows = plan(analyze_run(run_dir), listing, min_confidence=min_confidence)
     keep = [r for r in rows if not (unsure == "drop" and r["status"] == "review")]
     review = [r for r in rows if r["status"] == "review"]
-    split_layout = cfg.data.dataset == "folder" and "test" in set(listing.splits)
+    split_layout = "test" in set(listing.splits)  # keep a train/test split as it was
     if to is not None:
         _write_folder(out, keep, link=link, split_layout=split_layout)
         _write_csv(out / "export.csv", keep)

@@ -107,7 +107,7 @@ def _training_images(run_dir: Path, run, data):
         from ..data.base import DataError
         from ..data.load import build_dataset
 
-        changed = _changed_files(run_dir)
+        changed = changed_files(run_dir)
         if changed:
             return None, changed
         try:
@@ -121,7 +121,7 @@ def _training_images(run_dir: Path, run, data):
     return data.train.images, None
 
 
-def _changed_files(run_dir: Path) -> str | None:
+def changed_files(run_dir: Path) -> str | None:
     """Why the training files are not those the run saw (missing, resized, touched), or None."""
     import json
 
