@@ -207,7 +207,7 @@ def folder_config(args, root: Path, out_dir: str) -> Config:
     return cfg
 
 
-def run_folder_settings(args, tmp: str) -> list[dict]:
+def run_folder_settings(args, tmp: str, save) -> list[dict]:
     """Every --settings entry on its own CIFAR-10 folder, ProMix (user preset) and cleanlab."""
     names = CIFAR10_PAIRS[: args.classes]
     images, labels = cifar_subset(load_cifar("cifar10", args.root).train, names, args.per_class)
@@ -235,10 +235,11 @@ def run_folder_settings(args, tmp: str) -> list[dict]:
             ce_cfg = replace(cfg, run=replace(cfg.run, method="ce"))
             row["cleanlab"] = run_cleanlab(ce_cfg, data, args.folds) | {"epochs": args.epochs}
         results.append(row)
+        save(results)
     return results
 
 
-def run_cifar_settings(args, tmp: str) -> list[dict]:
+def run_cifar_settings(args, tmp: str, save) -> list[dict]:
     """Every --settings entry on the noisy CIFAR-10 subset, ProMix and cleanlab."""
     results = []
     for setting in args.settings.split(","):
@@ -261,6 +262,7 @@ def run_cifar_settings(args, tmp: str) -> list[dict]:
                              schedule=replace(cfg.schedule, epochs=epochs))
             row["cleanlab"] = run_cleanlab(ce_cfg, data, args.folds) | {"epochs": epochs}
         results.append(row)
+        save(results)
     return results
 
 
@@ -339,21 +341,24 @@ def main(argv=None) -> None:
         f"detection-folder-s{args.seed}.json" if args.folder else "detection.json")
     if not args.root.exists():
         sys.exit(f"{args.root} not found: pass --root PATH/cifar-10-python.tar.gz")
+
+    def save(results: list[dict]) -> None:
+        """Write the results so far (a long sweep keeps what it measured if it is stopped)."""
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "command": " ".join(["python", *sys.argv]),
+            "machine": host.describe(),
+            "budget": {k: getattr(args, k) for k in (
+                "per_class", "epochs", "warmup_epochs", "folds", "width", "batch_size", "tau",
+                "promix", "folder", "classes")},
+            "results": results,
+            "table": table(results),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="promix-detection-") as tmp:
-        results = (run_folder_settings if args.folder else run_cifar_settings)(args, tmp)
-    text = table(results)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": " ".join(["python", *sys.argv]),
-        "machine": host.describe(),
-        "budget": {k: getattr(args, k) for k in ("per_class", "epochs", "warmup_epochs", "folds",
-                                                   "width", "batch_size", "tau", "promix", "folder",
-                                                   "classes")},
-        "results": results,
-        "table": text,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }, indent=2) + "\n")
+        results = (run_folder_settings if args.folder else run_cifar_settings)(args, tmp, save)
+    print("\n" + table(results))
     print(f"\nwrote {args.out}")
 
 
