@@ -4,7 +4,7 @@
     python benchmarks/accuracy.py --only promix --noise sym50     one cell
     python benchmarks/accuracy.py --report             only regenerate docs/accuracy.md
 
-The CPU protocol (the speed issue): the real CIFAR-10 in ../shared/data/cifar10, the first
+The CPU protocol (the speed issue): the real CIFAR-10 (benchmarks/paths.py), the first
 1,000 training images of each class (10,000), the full test set, small_cnn width 32 (conv
 widths 32-64-128), batch 128, 28 epochs with the schedules scaled to the run, seed 1, noise
 symmetric 50% and asymmetric 40%; precision `auto` (bf16 where the hardware runs it fast: CUDA,
@@ -64,10 +64,6 @@ def write_doc(path: Path, rows: list[dict]) -> None:
         "[benchmarks.md](benchmarks.md). Rows of the same cells at seed 1 from "
         "`benchmarks/results/table.jsonl` are included (they are the same runs).",
         "",
-        "For orientation (the speed issue): an independent implementation on an AMX CPU "
-        "measured, at symmetric 50%, cross-entropy 60.6% in 3 minutes and ProMix 66.4% in "
-        "21 minutes.",
-        "",
         "| machine | precision | method | noise | test acc. | sel. precision | sel. recall "
         "| wall time | concurrent runs |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -83,9 +79,9 @@ def write_doc(path: Path, rows: list[dict]) -> None:
                    f"{table.NOISES[r['noise']][1]} | {100 * r['test_accuracy']:.2f}% | {prec} | "
                    f"{rec} | {wall} | {r.get('concurrent_jobs', 1)} |")
     out += ["", "Commands (seed 1), from the repository root:", "", "```"]
-    out += [table.command(c, n, SEED, "cpu") for c in CELLS for n in table.NOISES]
+    out += [table.shown(table.command(c, n, SEED, "cpu")) for c in CELLS for n in table.NOISES]
     out += ["```", "", "On a GPU, or any machine that should read a smaller upload:", "", "```",
-            "python benchmarks/subset_archive.py --out SUBSET.tar.gz",
+            "python dev/subset_archive.py --out SUBSET.tar.gz",
             "python benchmarks/accuracy.py --data-root SUBSET.tar.gz"]
     out += ["```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,12 +54,19 @@ SEEDS = (1, 2)  # run.seed and data.noise_seed: each seed draws its own noisy la
 # Noise settings: name -> (the paper preset, label).
 NOISES = {"sym50": ("cifar10-sym50", "sym 50%"), "asym40": ("cifar10-asym40", "asym 40%")}
 
+# The protocol names the CIFAR-10 archive by its path on this project's machines: the path is
+# part of every cell's protocol hash, which keys the results already recorded. The pages show
+# the commands with SHOWN_ROOT instead, where `promix train ... --root data/cifar10
+# --download` puts the archive in a checkout (dev/README.md).
+CANONICAL_ROOT = "../shared/data/cifar10/cifar-10-python.tar.gz"
+SHOWN_ROOT = "data/cifar10/cifar-10-python.tar.gz"
+
 # Budgets: overrides applied over every preset, and the noise settings they support.
 BUDGETS = {
     # The CPU protocol: the real CIFAR-10, the first 1,000 training images of each class, the
     # full test set, small_cnn width 32, batch 128, 28 epochs, schedules scaled to the run.
     "cpu": {"noises": ("sym50", "asym40"), "overrides": [
-        "--root=../shared/data/cifar10/cifar-10-python.tar.gz", "--per_class=1000",
+        f"--root={CANONICAL_ROOT}", "--per_class=1000",
         "--model.name=small_cnn", "--width=32", "--batch_size=128", "--epochs=28",
         "--warmup_epochs=auto", "--prior_momentum=auto",
         "--tau=0.95",  # small nets on short runs rarely pass 0.99 (SPEC §13.1)
@@ -138,6 +145,11 @@ def protocol_hash(cell: str, noise: str, budget: str) -> str:
 def command(cell: str, noise: str, seed: int, budget: str) -> str:
     preset, overrides = cell_args(cell, noise, seed, budget)
     return " ".join(["promix train", f"--preset={preset}", *overrides])
+
+
+def shown(text: str) -> str:
+    """A command as the pages show it: the archive where a checkout keeps it."""
+    return text.replace(CANONICAL_ROOT, SHOWN_ROOT)
 
 
 def key(row: dict) -> tuple:
@@ -319,8 +331,12 @@ def write_doc(path: Path, rows: list[dict], budget: str) -> None:
         "paper preset and these overrides:",
         "",
         "```",
-        " ".join(BUDGETS[budget]["overrides"]),
+        shown(" ".join(BUDGETS[budget]["overrides"])),
         "```",
+        "",
+        "`--root` is where `promix train --preset=cifar10-sym50 --root=data/cifar10 "
+        "--download=true` puts the archive; `benchmarks/table.py --data-root PATH` reads it "
+        "from elsewhere.",
         "",
         "Machine(s): " + ("; ".join(sorted({r["machine"] for r in rows if r["budget"] == budget}))
                           or "none yet") + ". Wall time: one whole run, data loading and "
@@ -392,7 +408,7 @@ def write_doc(path: Path, rows: list[dict], budget: str) -> None:
             "Seed 1 of each cell; seed 2 changes `--seed=1 --noise_seed=1` to 2. Run from the "
             "repository root.", "", "```"]
     for cell in CELLS:
-        out += [command(cell, n, SEEDS[0], budget) for n in noises]
+        out += [shown(command(cell, n, SEEDS[0], budget)) for n in noises]
     out += ["```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out))
@@ -476,13 +492,12 @@ def findings(stats: dict, noises) -> list[str]:
         lines += best_rho_against_baselines(stats, n, fixed)
     if not lines:
         lines.append("- Nothing has been run yet at this budget.")
-    lines.append("- Against the paper: its ablation numbers could not be retrieved (SPEC §11), "
+    lines.append("- Against the paper: its ablation numbers could not be retrieved, "
                  "so the ordering is compared with its claim that every component helps. For a "
                  "component whose removal stays within the seed spread above, that claim is "
-                 "not reproduced at this budget. Likely why: MHCS and LGA act only on "
-                 "predictions above τ = 0.95, "
-                 "which a small network after 28 epochs rarely makes (SPEC §13.1: the CSS "
-                 "quota alone was the final selection in the demo); debiasing corrects a "
+                 "not reproduced at this budget. Likely why (not measured here): MHCS and LGA "
+                 "act only on predictions above τ = 0.95, "
+                 "which a small network after 28 epochs rarely makes; debiasing corrects a "
                  "confirmation bias that builds over hundreds of epochs. What does matter is "
                  "how much is selected and how (the selection rule and ρ; see the tables).")
     return lines

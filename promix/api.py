@@ -45,6 +45,9 @@ def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = No
     distributed.attach(trainer, world)
     start = checkpoint.resume(trainer, run_dir) if cfg.run.resume else 0
     if world.is_main and start == 0:
+        from .review import record_inputs
+
+        record_inputs(cfg, run_dir)  # copies of the corrections/annotator files, their sha256
         runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
         runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
                           data.train.paths)
@@ -116,6 +119,8 @@ def save_train_outputs(path: Path, trainer: Trainer) -> None:
     tensors = {"noisy_labels": trainer.labels}
     if trainer.data.true_labels is not None:
         tensors["true_labels"] = trainer.data.true_labels
+    if trainer.data.verified is not None:  # corrections.csv: never flagged in the report
+        tensors["verified"] = trainer.data.verified.to(torch.uint8)
     for k, out in enumerate(outputs, start=1):
         tensors[f"logits{k}"] = out.logits
         tensors[f"pseudo_logits{k}"] = out.pseudo_logits

@@ -7,6 +7,8 @@
     promix issues RUN_DIR [--truth=F]    the wrong labels of a run, and its report.html
     promix predict RUN_DIR IMAGES_OR_FOLDER [--top_k=3] [--out=preds.csv]
     promix export RUN_DIR --to=DIR | --csv=FILE [--min_confidence=0.9]   a cleaned dataset
+    promix review RUN_DIR [--serve]      review the flagged labels in a browser (docs/review.md)
+    promix train ... --corrections=corrections.csv   train on the reviewed labels
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     p_exp.add_argument("--unsure", choices=("keep", "drop"), default="keep",
                        help="flagged-but-unsure images: keep under their given label, or leave "
                             "them out (they are listed in review.csv either way)")
+    p_rev = sub.add_parser(
+        "review", help="write review.html: decide on the flagged labels, export corrections.csv",
+        epilog="Then: promix train <same options> --corrections=corrections.csv (docs/review.md)")
+    p_rev.add_argument("run_dir")
+    p_rev.add_argument("--top", type=int, help="review the N most suspicious images, flagged "
+                       "or not (default: every flagged image)")
+    p_rev.add_argument("--limit", type=int, default=2000, help="at most this many images")
+    p_rev.add_argument("--serve", action="store_true", help="also serve the page on "
+                       "http://127.0.0.1:PORT/ and save exports into the run directory")
+    p_rev.add_argument("--port", type=int, default=8765)
+    p_rev.add_argument("--to", choices=("labelstudio", "fiftyone"), help="also export the "
+                       "reviewed images for Label Studio (import JSON) or FiftyOne (dataset dir)")
+    p_rev.add_argument("--from-labelstudio", metavar="EXPORT_JSON", help="turn a Label Studio "
+                       "JSON export into RUN_DIR/corrections.csv instead")
+    p_rev.add_argument("--measure", metavar="CORRECTIONS_CSV", help="measure the run's flags "
+                       "(precision, recall, AUROC) on the labels verified in this file instead")
     sub.add_parser("presets", help="list the presets")
     p_cfg = sub.add_parser("config", help="print every config field of a preset")
     p_cfg.add_argument("--preset", default=DEMO_PRESET)
@@ -70,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         commands = {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
-                    "config": cmd_config, "issues": cmd_issues, "export": cmd_export}
+                    "config": cmd_config, "issues": cmd_issues, "export": cmd_export,
+                    "review": cmd_review}
         return commands[args.command](args)
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"promix: error: {err}", file=sys.stderr)
@@ -177,6 +196,18 @@ def cmd_export(args) -> int:
 
     print(export_run(Path(args.run_dir), to=args.to, csv_path=args.csv, link=args.link,
                      min_confidence=args.min_confidence, unsure=args.unsure))
+    return 0
+
+
+def cmd_review(args) -> int:
+    from .review.commands import review
+
+    print(review(Path(args.run_dir), top=args.top, limit=args.limit, to=args.to,
+                 from_labelstudio=args.from_labelstudio, measure=args.measure))
+    if args.serve:
+        from .review.serve import serve
+
+        serve(Path(args.run_dir), port=args.port)
     return 0
 
 

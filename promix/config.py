@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import tomllib
 
@@ -40,6 +41,20 @@ class DataConfig:
     # CSV path,label of labels a person verified, for any subset of the training images: the
     # report then measures the flags' precision and recall on it (docs/label-issues.md)
     truth: str | None = None
+    # A reviewer's corrections.csv (`promix review`, docs/review.md): its labels replace the
+    # given ones and count as verified (always selected, never flagged); invalid images dropped.
+    corrections: str | None = None
+    corrections_sha256: str | None = None  # set when the run starts: the corrections it used
+    # Several labels per image (CSV: path|index plus one column per annotator, or long format
+    # path|index,annotator,label): training takes their consensus as the given label.
+    annotators: str | None = None
+    annotators_sha256: str | None = None  # set when the run starts: the annotator file it used
+    # How the annotators' labels are combined: dawid_skene (EM over per-annotator confusion
+    # matrices) | majority (ties broken by the annotators' agreement with the majority).
+    consensus: Literal["dawid_skene", "majority"] = "dawid_skene"
+    # CSS ranks samples by loss - log P(consensus label | annotators): unanimous, reliable
+    # labels go first. False: the losses alone, as without annotators.
+    annotator_prior: bool = True
 
 
 @dataclass
@@ -226,7 +241,8 @@ def parse_value(path: str, annotation: object, raw: object) -> object:
         if choices and value not in choices:
             raise ConfigError(f"{path}={value!r} is not one of: {', '.join(sorted(choices))}")
         return value
-    names = " or ".join(t.__name__ for t in allowed)
+    names = " or ".join(" | ".join(map(str, typing.get_args(t))) if typing.get_origin(t) is Literal
+                        else t.__name__ for t in allowed)
     raise ConfigError(f"{path}={raw!r}: expected {names}")
 
 
@@ -239,6 +255,10 @@ def _types(annotation: object) -> tuple[type, ...]:
 
 
 def _convert(t: type, raw: object) -> object:
+    if typing.get_origin(t) is Literal:
+        if raw not in typing.get_args(t):
+            raise ValueError(raw)
+        return raw
     if t is bool:
         if isinstance(raw, bool):
             return raw

@@ -69,6 +69,11 @@ class Trainer:
         # Moved to the device once, not at every epoch's evaluation and selection pass.
         self.is_clean = (None if data.true_labels is None  # diagnostics only, never the step
                          else self.labels == data.true_labels.to(self.device))
+        # Labels a person verified (corrections.csv) are always in the clean set; with several
+        # annotators, CSS ranks by loss - log P(label | annotators) (docs/review.md).
+        self.verified = None if data.verified is None else data.verified.to(self.device)
+        self.log_label_prior = (None if data.label_prior is None
+                                else data.label_prior.to(self.device).log())
         self.test = None if data.test is None else (data.test.images.to(self.device),
                                                     data.test.labels.to(self.device))
         mean, std = data.normalization()
@@ -202,7 +207,12 @@ class Trainer:
             bar.set_postfix(loss=f"{terms['loss']:.3f}")
         self.world.merge_chosen(self.chosen)  # each rank set the masks of its own shards
         sums = self.world.average(sums)
-        return {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+        record = {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
+        if promix:  # the final chosen set L_k of each peer's last step per sample, LGA included
+            for k, mask in enumerate(self.chosen, start=1):  # (SPEC §13.5's third set)
+                record[f"selected/chosen_{k}"] = int(mask.sum())
+                record |= self._quality(f"chosen_{k}", mask)
+        return record
 
     def forget_rate(self, epoch: int) -> float:
         """Co-teaching's 1 - R(T) at this epoch (promix/coteaching.py)."""
@@ -232,6 +242,8 @@ class Trainer:
         outputs = self.infer_train()
         for k, out in enumerate(outputs):
             loss = out.losses(self.labels)
+            if self.log_label_prior is not None:
+                loss = loss - self.log_label_prior.to(loss.dtype)
             if p.selection == "gmm":
                 self.clean[k] = gmm_clean(loss)
             else:
@@ -248,6 +260,8 @@ class Trainer:
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
                 self.clean[k] = class_small_loss(loss, self.labels, quota)
+            if self.verified is not None:
+                self.clean[k] |= self.verified
             confident = out.probs.gather(1, self.labels[:, None]).squeeze(1) > p.tau
             self.chosen[k] = self.clean[k] | confident if p.mhcs else self.clean[k].clone()
             self.selected[k] = self.chosen[k].clone()

@@ -1,6 +1,11 @@
 """Config tree: overrides checked against types, presets, round trips."""
 
+import dataclasses
+import functools
+from pathlib import Path
+
 import pytest
+import tomllib
 
 from promix.config import (
     Config,
@@ -49,12 +54,44 @@ def test_bad_overrides_explain(override, message):
         apply_overrides(Config(), [override])
 
 
-def test_every_preset_loads():
-    names = preset_names()
-    assert "demo" in names
-    for name in names:
-        cfg = load_preset(name)
-        assert cfg.preset == name
+def _toml_leaves(table, prefix=""):
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _toml_leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+PRESETS = Path(__file__).resolve().parents[1] / "promix" / "presets"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PRESETS.glob("*.toml")))
+def test_every_preset_loads_what_its_file_states(name):
+    """Every key of the TOML file, read here with tomllib, is the resolved config's value
+    ("auto" and "none" are the None of the fields that derive their value); every other
+    field keeps its default."""
+    assert name in preset_names()
+    stated = dict(_toml_leaves(tomllib.loads((PRESETS / f"{name}.toml").read_text())))
+    cfg, default = load_preset(name), Config()
+    assert cfg.preset == name and stated
+    for path, annotation in _config_paths(default):
+        value = functools.reduce(getattr, path.split("."), cfg)
+        if path in stated:
+            want = stated[path]
+            if "None" in str(annotation) and want in ("auto", "none"):
+                want = None
+            assert value == want and type(value) is type(want), path
+        elif path != "preset":
+            assert value == functools.reduce(getattr, path.split("."), default), path
+
+
+def _config_paths(cfg, prefix=""):
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _config_paths(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, f.type
 
 
 def test_unknown_preset_suggests():

@@ -73,3 +73,9 @@ def test_prior_state_dict_roundtrip():
     b = PriorState.uniform(3, momentum=0.5)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.clean, b.clean) and b.momentum == 0.99
+
+
+def test_uniform_priors_on_the_requested_device():
+    state = PriorState.uniform(3, momentum=0.9, device="meta")  # "meta" stands in for a GPU
+    assert state.clean.device.type == "meta" and state.unclean.device.type == "meta"
+    assert state.clean.shape == state.unclean.shape == (2, 3)

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -41,3 +42,20 @@ def test_faithful_penalty_clamps_logits_q4():
     p.backward()
     assert torch.allclose(z.grad, torch.zeros_like(z))
     assert confidence_penalty(z.detach(), faithful=False).item() > -math.log(3) + 0.1
+
+
+def test_soft_ce_is_computed_in_fp32_under_bf16_logits():
+    # The same bf16 values: a log-softmax in bf16 would be off by ~1e-2; fp32 is not.
+    z = (torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 4).bfloat16()
+    t = torch.softmax(torch.randn(64, 10, generator=torch.Generator().manual_seed(1)), 1)
+    out = soft_ce(z, t)
+    expected = -(t.double() * torch.log_softmax(z.double(), 1)).sum(1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_faithful_penalty_clamps_only_the_negative_logits():
+    # max(z, 1e-12): 2 and 0.5 are kept, -1 becomes (about) 0.
+    z = torch.tensor([[2.0, 0.5, -1.0]])
+    p = torch.softmax(torch.tensor([2.0, 0.5, 0.0]), 0)
+    assert confidence_penalty(z, faithful=True).item() == pytest.approx(float((p * p.log()).sum()))

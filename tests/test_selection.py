@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,10 +11,12 @@ from promix.selection import (
     auto_rho,
     class_quotas,
     class_small_loss,
+    fit_gmm,
     gmm_clean,
     lenient_rho,
     lga_cap,
     matched_high_confidence,
+    min_max,
     rank_within_class,
 )
 
@@ -33,6 +36,13 @@ LOSS = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8, 0.3])
 )
 def test_quota_table(rho, rule, expected):
     assert class_quotas(LABELS, rho, 2, rule=rule).tolist() == expected
+    if rule == "uniform":  # the reference's rule is the default
+        assert class_quotas(LABELS, rho, 2).tolist() == expected
+
+
+def test_unknown_quota_rule():
+    with pytest.raises(ValueError, match="unknown quota rule 'ceil'"):
+        class_quotas(LABELS, 0.5, 2, rule="ceil")
 
 
 def test_uniform_quota_uses_n_over_c_not_class_size():
@@ -172,5 +182,92 @@ def test_auto_rho_with_a_low_posterior_threshold_keeps_the_doubtful_middle():
     separated = torch.cat([torch.rand(400, generator=g), 5 + torch.rand(200, generator=g)])
     assert float(auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=0.1)) == (
         pytest.approx(400 / 600, abs=0.01))
-    with pytest.raises(ValueError, match="strictly between"):
-        auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=0.0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match=f"^threshold={bad}: a posterior threshold lies "
+                                             "strictly between 0 and 1$"):
+            auto_rho(separated, labels, 1, low=0.05, high=1.0, threshold=bad)
+
+
+@pytest.mark.parametrize("size, fitted", [(7, False), (8, True)])
+def test_a_class_needs_eight_samples_for_a_fit(size, fitted):
+    # Clean near 0 and noisy near 5 in equal parts: a fit keeps about half; too few keep high.
+    g = torch.Generator().manual_seed(0)
+    loss = torch.cat([torch.rand(size // 2, generator=g) * 0.1,
+                      5 + torch.rand(size - size // 2, generator=g) * 0.1])
+    labels = torch.zeros(size, dtype=torch.long)
+    rho = auto_rho(loss, labels, 1, low=0.05, high=0.95)
+    assert rho.dtype == torch.float64
+    assert float(rho) == (pytest.approx((size // 2) / size) if fitted else 0.95)
+
+
+def test_gmm_clean_weight_and_component():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.rand(300, generator=g) * 0.2, 0.8 + torch.rand(100, generator=g) * 0.2])
+    gmm = fit_gmm(x)
+    assert gmm.clean == int(gmm.mean.argmin()) and gmm.mean[gmm.clean] < 0.2
+    assert gmm.clean_weight == pytest.approx(0.75, abs=0.01)
+    assert gmm.weight.sum().item() == pytest.approx(1.0)
+    assert gmm.posterior.shape == (400, 2)
+
+
+def test_min_max():
+    assert min_max(torch.tensor([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+    assert min_max(torch.full((3,), 7.0)).tolist() == [0.0, 0.0, 0.0]  # constant: 0, not NaN
+
+
+def test_rank_within_class_on_many_samples_with_ties():
+    """Against a plain per-class sort: 300 samples, 7 classes, losses on a coarse grid (many
+    ties, broken by index, so the ranks are deterministic)."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (300,), generator=g)
+    loss = torch.randint(0, 20, (300,), generator=g).float() / 4
+    expected = [0] * 300
+    for c in range(7):
+        members = sorted((float(loss[i]), i) for i in range(300) if labels[i] == c)
+        for r, (_, i) in enumerate(members):
+            expected[i] = r
+    assert rank_within_class(loss, labels).tolist() == expected
+
+
+def test_a_class_of_one_sample_keeps_it():
+    labels = torch.tensor([0, 0, 0, 0, 0, 1])
+    assert class_quotas(labels, 0.1, 2, rule="uniform").tolist() == [1, 1]
+    assert class_quotas(labels, 0.1, 2, rule="per_class").tolist() == [1, 1]
+
+
+def test_lga_confidence_must_exceed_tau_strictly():
+    p = torch.tensor([[0.95, 0.03, 0.02], [0.97, 0.02, 0.01]])
+    tau = float(p[0, 0])  # exactly the first sample's confidence
+    for p1, p2 in ((p, p), (p, torch.tensor([[0.99, 0.0, 0.01]] * 2))):
+        added = agreement_candidates(torch.zeros(2, dtype=torch.bool), p1, p2, tau, cap=5)
+        assert added.tolist() == [False, True]
+        added = agreement_candidates(torch.zeros(2, dtype=torch.bool), p2, p1, tau, cap=5)
+        assert added.tolist() == [False, True]
+
+
+def test_min_max_scales_small_ranges_too():
+    assert min_max(torch.tensor([0.1, 0.3, 0.2])).tolist() == pytest.approx([0.0, 1.0, 0.5])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # sklearn: "did not converge" (tol = 0)
+def test_fit_gmm_equals_scikit_learn_em():
+    """50 EM steps from the same start (means at the quartiles, equal weights, the data's
+    variance) as scikit-learn's GaussianMixture: the same weights, means and variances."""
+    mixture = pytest.importorskip("sklearn.mixture")
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(300, generator=g) * 0.15 + 0.2,
+                   torch.randn(150, generator=g) * 0.2 + 0.7]).double()
+    gmm = fit_gmm(x)
+    start = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype))
+    ref = mixture.GaussianMixture(
+        2, covariance_type="diag", reg_covar=0.0, max_iter=50, tol=0.0, n_init=1,
+        weights_init=[0.5, 0.5], means_init=start.numpy()[:, None],
+        precisions_init=np.full((2, 1), 1 / float(x.var()))).fit(x.numpy()[:, None])
+    np.testing.assert_allclose(gmm.weight.numpy(), ref.weights_, rtol=1e-7)
+    np.testing.assert_allclose(gmm.mean.numpy(), ref.means_[:, 0], rtol=1e-7)
+    np.testing.assert_allclose(gmm.var.numpy(), ref.covariances_[:, 0], rtol=1e-7)
+
+
+def test_ranks_are_computed_on_the_losses_device():
+    loss, labels = LOSS.to("meta"), LABELS.to("meta")  # "meta" stands in for a GPU
+    assert rank_within_class(loss, labels).device.type == "meta"

@@ -1,6 +1,8 @@
 """The training step on a tiny model: finite terms, gradient routing, empty-set guards."""
 
+import copy
 import dataclasses
+import math
 import weakref
 
 import numpy as np
@@ -19,12 +21,16 @@ B, C = 8, 3
 def _setup(seed=0):
     torch.manual_seed(seed)
     nets = [create_model("small_cnn", num_classes=C, in_channels=3, width=4) for _ in range(2)]
-    opt = torch.optim.SGD([{"params": n.parameters()} for n in nets], lr=0.01, momentum=0.9,
-                          weight_decay=5e-4)
+    opt = _sgd(nets)
     g = torch.Generator().manual_seed(seed)
     batch = Batch(torch.randn(B, 3, 8, 8, generator=g), torch.randn(B, 3, 8, 8, generator=g),
                   torch.randint(0, C, (B,), generator=g), torch.arange(B))
     return nets, opt, batch
+
+
+def _sgd(nets):
+    return torch.optim.SGD([{"params": n.parameters()} for n in nets], lr=0.01, momentum=0.9,
+                           weight_decay=5e-4)
 
 
 def _sched(**kw):
@@ -102,6 +108,23 @@ def test_warmup_penalty_terms():
     assert terms["penalty_1"] < 0
 
 
+@pytest.mark.parametrize("penalty", ["faithful", "fixed"])
+def test_warmup_penalty_is_the_chosen_variant(penalty):
+    # Heads with all-negative logits: the faithful clamp (Q4) sees zeros, so its penalty is
+    # exactly -log C; the fixed one is Σ p log p of softmax(bias).
+    nets, opt, batch = _setup()
+    bias = torch.tensor([-1.0, -2.0, -4.0])
+    with torch.no_grad():
+        for net in nets:
+            net.linear.weight.zero_()
+            net.linear.bias.copy_(bias)
+    terms = warmup_step(nets, opt, batch, penalty=penalty)
+    p = torch.softmax(bias, 0)
+    expected = -math.log(C) if penalty == "faithful" else float((p * p.log()).sum())
+    assert terms["penalty_1"] == pytest.approx(expected, rel=1e-5)
+    assert terms["penalty_2"] == pytest.approx(expected, rel=1e-5)
+
+
 class _Counter:
     def __init__(self, net):
         self.n = 0
@@ -116,43 +139,50 @@ def test_forward_passes_per_peer(passes, expected):
     assert [c.n for c in counters] == [expected, expected]
 
 
-def test_no_mix_passes_on_an_empty_chosen_set():
+@pytest.mark.parametrize("n_chosen, expected", [(0, 2), (1, 2), (2, 6)])
+def test_no_mix_passes_with_fewer_than_two_chosen(n_chosen, expected):
     nets, opt, batch = _setup()
     counters = [_Counter(n) for n in nets]
-    _step(nets, opt, batch, [torch.zeros(B, dtype=torch.bool)] * 2)
-    assert [c.n for c in counters] == [2, 2]
+    _step(nets, opt, batch, [torch.arange(B) < n_chosen] * 2)  # τ = 0.99: MHCS adds none
+    assert [c.n for c in counters] == [expected, expected]
+
+
+def _biased(nets, classes):
+    """Zero each primary head and bias it by 50 towards its class: p[class] ≈ 1 > τ = 0.99."""
+    with torch.no_grad():
+        for net, c in zip(nets, classes, strict=True):
+            net.linear.weight.zero_()
+            net.linear.bias.zero_()
+            if c is not None:
+                net.linear.bias[c] = 50.0
+    return nets
 
 
 def test_mhcs_adds_confident_matching_samples():
     nets, opt, batch = _setup()
-    with torch.no_grad():  # make peer 1 predict every given label with certainty
-        for net in nets:
-            net.linear.weight.zero_()
-            net.linear.bias.zero_()
-    # Bias the head towards the label of sample 0 only.
-    with torch.no_grad():
-        nets[0].linear.bias[batch.label[0]] = 50.0
+    _biased(nets, [int(batch.label[0]), None])  # peer 1 is sure of sample 0's label
+    expected = batch.label == batch.label[0]
+    assert 0 < int(expected.sum()) < B  # the batch has samples of other labels too
+    same = copy.deepcopy(nets)
     clean = [torch.zeros(B, dtype=torch.bool)] * 2
     _, chosen = _step(nets, opt, batch, clean)
-    expected = batch.label == batch.label[0]
     assert chosen[0].tolist() == expected.tolist()
-    assert not chosen[1].any()
-    _, chosen = _step(*_setup()[:2], batch, clean, cfg=ProMixConfig(mhcs=False))
+    assert not chosen[1].any()  # peer 2 decides on its own predictions
+    # The same confident nets without MHCS choose nothing: the check above is MHCS's doing.
+    _, chosen = _step(same, _sgd(same), batch, clean, cfg=ProMixConfig(mhcs=False))
     assert not chosen[0].any()
 
 
 def test_lga_adds_agreed_samples_up_to_the_cap():
     nets, opt, batch = _setup()
-    with torch.no_grad():
-        for net in nets:
-            net.linear.weight.zero_()
-            net.linear.bias.zero_()
-            net.linear.bias[0] = 50.0  # both peers confidently predict class 0
+    _biased(nets, [0, 0])  # both peers confidently predict class 0 for every sample
+    same = copy.deepcopy(nets)
     clean = [torch.zeros(B, dtype=torch.bool)] * 2
     cfg = dataclasses.replace(ProMixConfig(), mhcs=False, lga_threshold=0.5)
     _, chosen = _step(nets, opt, batch, clean, cfg=cfg, sched=_sched(lga=True))
     assert [int(m.sum()) for m in chosen] == [4, 4]  # ⌊0.5 * 8⌋ - 0
-    _, chosen = _step(*_setup()[:2], batch, clean, cfg=cfg, sched=_sched(lga=False))
+    # The same agreeing nets outside the LGA window add nothing.
+    _, chosen = _step(same, _sgd(same), batch, clean, cfg=cfg, sched=_sched(lga=False))
     assert [int(m.sum()) for m in chosen] == [0, 0]
 
 

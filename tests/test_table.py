@@ -76,7 +76,7 @@ def test_the_doc_describes_the_protocol_seeds_not_the_subset_run(tmp_path):
     assert table.main(argv) == 0
     text = doc.read_text()
     assert "over seeds 1, 2 " in text
-    assert table.command("promix", "sym50", 1, "cpu") in text
+    assert table.shown(table.command("promix", "sym50", 1, "cpu")) in text
     assert table.command("promix", "sym50", 2, "cpu") not in text
 
 

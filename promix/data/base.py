@@ -66,6 +66,10 @@ class Dataset:
     std: tuple[float, ...] | None = None
     noise: dict = field(default_factory=dict)  # how the labels were corrupted, for the run dir
     skipped: tuple[str, ...] = ()  # unreadable files left out (skip_bad_images), for the run dir
+    # (N,) bool: labels a person verified (corrections.csv); always selected, never flagged
+    verified: torch.Tensor | None = None
+    # (N,) float in (0, 1]: P(given label | several annotators); CSS ranks by loss - log(prior)
+    label_prior: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.train) == 0:
@@ -75,6 +79,11 @@ class Dataset:
                 f"dataset {self.name!r}: {len(self.true_labels)} true labels for "
                 f"{len(self.train)} training images"
             )
+        for name in ("verified", "label_prior"):
+            mask = getattr(self, name)
+            if mask is not None and mask.shape != self.train.labels.shape:
+                raise DataError(f"dataset {self.name!r}: {name} has shape {tuple(mask.shape)}, "
+                                f"expected ({len(self.train)},)")
         if self.test is not None and self.test.classes != self.train.classes:
             raise DataError(f"dataset {self.name!r}: test and train class lists differ")
 

@@ -46,7 +46,10 @@ class Loaded:
 def build_dataset(cfg: DataConfig) -> Dataset:
     """The training set with noisy labels (and true labels when known), and a test set."""
     _uses_cifarn(cfg.dataset, cfg)  # check the noise settings before a long load
-    return prepare(cfg.dataset, load_raw(cfg), cfg)
+    from ..review import check_review_inputs, with_review_inputs
+
+    check_review_inputs(cfg)  # the annotator and corrections files, before a long load
+    return with_review_inputs(prepare(cfg.dataset, load_raw(cfg), cfg), cfg)
 
 
 def load_raw(cfg: DataConfig) -> Loaded:

@@ -57,7 +57,8 @@ def write_report(run_dir: Path, data=None, *, top: int = 48, truth: str | None =
     if images is None and page.is_file() and GALLERY_MARK in page.read_text(encoding="utf-8"):
         page, kept = run_dir / SIDE_PAGE, page
     path = write_html(page, run, summary, class_rows(run), rows, plots,
-                      images, top=top, title=f"promix label issues: {run_dir.name}")
+                      images, top=top, title=f"promix label issues: {run_dir.name}",
+                      sections=_review_sections(run_dir))
     return Report(path, summary, rows, note, kept)
 
 
@@ -98,6 +99,19 @@ def summary_lines(s: dict) -> str:
                      f"{d['flagged']:,} flagged; flag precision {precision}, recall {recall}, "
                      f"F1 {d['f1']:.3f}{auroc}")
     return "\n".join(lines)
+
+
+def _review_sections(run_dir: Path) -> list[str]:
+    """The annotators' section when the run took several labels per image (noise.json)."""
+    import json
+
+    path = run_dir / "noise.json"
+    info = json.loads(path.read_text()).get("annotators") if path.is_file() else None
+    if not info:
+        return []
+    from ..review.report import annotator_section
+
+    return [annotator_section(info)]
 
 
 def _training_images(run_dir: Path, run, data):

@@ -51,15 +51,17 @@ figure img { max-width: 100%; }
 
 def write_html(path: Path, run: RunIssues, summary: dict, class_rows: list[dict],
                issue_rows: list[dict], plots: dict[str, Path], images=None, *,
-               top: int = 48, title: str = "promix label issues") -> Path:
+               top: int = 48, title: str = "promix label issues", sections=()) -> Path:
     """Write the page. images: the training images (N, C, H, W) uint8 in dataset order, or
-    None (the gallery then says how to get it); issue_rows: most suspicious first."""
+    None (the gallery then says how to get it); issue_rows: most suspicious first;
+    sections: extra HTML sections (the annotators'), placed before the tables."""
     parts = [f"<h1>{_e(title)}</h1>", _overview(summary)]
     parts.append("<h2>Figures</h2>")
     parts += [f'<figure><img alt="{_e(name)}" src="{_png_file(p)}">'
               f"<figcaption>{_e(name)}</figcaption></figure>" for name, p in plots.items()]
     parts.append(f"<h2>The {top} most suspicious labels</h2>")
     parts.append(_gallery(run, images, top))
+    parts += list(sections)
     parts.append("<h2>Per class</h2>" + _table(class_rows))
     parts.append(f"<h2>Most suspicious labels (first {TABLE_ROWS} rows of label_issues.csv)"
                  "</h2>" + _table(issue_rows[:TABLE_ROWS]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,11 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
         given = np.stack([p[np.arange(len(labels)), labels] for p in probs])  # (peers, N)
         source = selected_by(
             css=_any(out, "css"), confident=(given > tau).any(0), chosen=_any(out, "chosen"))
+    if "verified" in out:  # labels a reviewer verified (corrections.csv): never flagged
+        reviewed = out["verified"].astype(bool)
+        issues = replace(issues, is_label_issue=issues.is_label_issue & ~reviewed,
+                         suggested_label=np.where(reviewed, -1, issues.suggested_label))
+        source = np.where(reviewed, "verified", source)
     paths = _read_paths(run_dir)
     base = data_base(cfg.data.dataset, info.get("root") or cfg.data.root)
     truth = truth or cfg.data.truth

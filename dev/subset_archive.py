@@ -1,7 +1,7 @@
 """Write the CPU protocol's CIFAR-10 subset as its own cifar-10-python.tar.gz (~58 MB).
 
-    python benchmarks/subset_archive.py [--source ../shared/data/cifar10/cifar-10-python.tar.gz]
-                                        [--out .gpudata/cifar-10-python.tar.gz] [--per-class 1000]
+    python dev/subset_archive.py [--source CIFAR10.tar.gz] [--out .gpudata/cifar-10-python.tar.gz]
+                                 [--per-class 1000]
 
 The archive has the official layout: data_batch_1 holds the first `--per-class` training
 images of each class in the standard order, data_batch_2..5 are empty, test_batch and
@@ -26,7 +26,7 @@ import numpy as np
 from promix.data.cifar import load_cifar
 from promix.data.load import first_per_class
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 

@@ -5,7 +5,7 @@
 #   the throughput table with the strong view as one CUDA graph (the CUDA default) and
 #   grouped (as measured on 2026-11-25); a profile of one step; and the reference's own
 #   setting, 2 cores of the host's AMX CPU in bf16 (ResNet-18).
-# Needs the protocol subset at .gpudata/cifar-10-python.tar.gz (benchmarks/subset_archive.py).
+# Needs the protocol subset at .gpudata/cifar-10-python.tar.gz (dev/subset_archive.py).
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 D=.gpudata/cifar-10-python.tar.gz
