@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                             "class at least this probability; other flags go to review.csv")
     p_exp.add_argument("--link", choices=("copy", "hardlink", "symlink"), default="copy",
                        help="how --to places the files (copy: never shares your files' data)")
+    p_exp.add_argument("--corrections", help="a reviewer's corrections.csv (default: "
+                       "RUN_DIR/corrections.csv when `promix review` saved one there)")
     p_exp.add_argument("--unsure", choices=("keep", "drop"), default="keep",
                        help="flagged-but-unsure images: keep under their given label, or leave "
                             "them out (they are listed in review.csv either way)")
@@ -195,7 +197,8 @@ def cmd_export(args) -> int:
     from .export import export_run
 
     print(export_run(Path(args.run_dir), to=args.to, csv_path=args.csv, link=args.link,
-                     min_confidence=args.min_confidence, unsure=args.unsure))
+                     min_confidence=args.min_confidence, unsure=args.unsure,
+                     corrections=args.corrections))
     return 0
 
 

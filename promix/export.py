@@ -1,6 +1,9 @@
 """`promix export RUN_DIR --to=DIR | --csv=FILE`: the user's data with the accepted fixes.
 
 Every image of the run's data gets a status:
+    reviewed     a person decided in `promix review` (RUN_DIR/corrections.csv, or
+                 --corrections): accept, keep or relabel set its label; invalid images are
+                 left out (status invalid); unsure ones fall through to the rules below;
     relabelled   flagged as a label issue, and the peers' ensemble gives its predicted class at
                  least --min_confidence: the new label is that class;
     review       flagged, but less sure: keeps its given label (or is left out with
@@ -24,13 +27,15 @@ from pathlib import Path
 
 from .data.base import DataError
 from .data.folder import list_csv, list_folder
+from .review.corrections import read_corrections
 
 FIELDS = ["path", "label", "given_label", "status", "predicted_label", "confidence",
           "label_quality", "source"]
 
 
 def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = None,
-               link: str = "copy", min_confidence: float = 0.9, unsure: str = "keep") -> str:
+               link: str = "copy", min_confidence: float = 0.9, unsure: str = "keep",
+               corrections: str | None = None) -> str:
     """Export the run's data (module docstring); returns the one-paragraph summary."""
     from . import runs
     from .report import changed_files
@@ -52,8 +57,13 @@ def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = N
     # dataset's folder may take new files, but never over the manifest or an image
     _check_outside(out, root if cfg.data.dataset == "folder" else None,
                    [*listing.paths, root], new_dir=to is not None)
-    rows = plan(analyze_run(run_dir), listing, min_confidence=min_confidence)
-    keep = [r for r in rows if not (unsure == "drop" and r["status"] == "review")]
+    corrections = corrections or (run_dir / "corrections.csv" if (
+        run_dir / "corrections.csv").is_file() else None)
+    decided = {} if corrections is None else {c.index: c for c in read_corrections(corrections)
+                                               if c.decision != "unsure"}
+    rows = plan(analyze_run(run_dir), listing, min_confidence=min_confidence, decided=decided)
+    keep = [r for r in rows if r["status"] != "invalid"
+            and not (unsure == "drop" and r["status"] == "review")]
     review = [r for r in rows if r["status"] == "review"]
     split_layout = "test" in set(listing.splits)  # keep a train/test split as it was
     if to is not None:
@@ -68,16 +78,20 @@ def export_run(run_dir: Path, *, to: str | None = None, csv_path: str | None = N
         review_path = out.with_name(out.stem + "-review.csv")
         _write_csv(review_path, review)
     counts = {s: sum(r["status"] == s for r in rows)
-              for s in ("relabelled", "review", "kept", "not_checked")}
-    return (f"exported {len(keep)} images to {out}: {counts['relabelled']} relabelled (model "
-            f"probability >= {min_confidence:g}), {counts['review']} flagged but unsure "
+              for s in ("reviewed", "invalid", "relabelled", "review", "kept", "not_checked")}
+    people = (f"{counts['reviewed']} as reviewed in {corrections} ({counts['invalid']} invalid "
+              "left out), " if decided else "")
+    return (f"exported {len(keep)} images to {out}: {people}{counts['relabelled']} relabelled "
+            f"(model probability >= {min_confidence:g}), {counts['review']} flagged but unsure "
             f"({'kept under their given label' if unsure == 'keep' else 'left out'}; listed "
             f"in {review_path}), {counts['kept']} kept, {counts['not_checked']} not checked "
             "(not in the training set). Your files were only read.")
 
 
-def plan(run, listing, *, min_confidence: float) -> list[dict]:
-    """One row per file of the listing, in its order: the label to export and why."""
+def plan(run, listing, *, min_confidence: float, decided: dict | None = None) -> list[dict]:
+    """One row per file of the listing, in its order: the label to export and why.
+    decided: {training index: Correction} of a reviewer's verdicts, which come first."""
+    decided = decided or {}
     where = {p: i for i, p in enumerate(run.paths or ())}
     names, iss = run.classes, run.issues
     rows = []
@@ -91,7 +105,12 @@ def plan(run, listing, *, min_confidence: float) -> list[dict]:
             pred, conf = int(iss.predicted_label[i]), float(iss.pred_probs[i].max())
             status = ("kept" if not iss.is_label_issue[i] else
                       "relabelled" if conf >= min_confidence else "review")
-            row |= {"label": names[pred] if status == "relabelled" else names[run.labels[i]],
+            label = names[pred] if status == "relabelled" else names[run.labels[i]]
+            if i in decided:
+                c = decided[i]
+                status = "invalid" if c.decision == "invalid" else "reviewed"
+                label = c.label or label
+            row |= {"label": label,
                     "status": status, "predicted_label": names[pred],
                     "confidence": f"{conf:.4f}",
                     "label_quality": f"{iss.label_quality[i]:.4f}"}

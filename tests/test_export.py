@@ -34,6 +34,17 @@ def test_plan_applies_only_sure_fixes(threshold, statuses, labels):
     assert [r["given_label"] for r in rows] == ["a", "a", "b", "b", "b"]
 
 
+def test_a_reviewers_verdicts_come_first():
+    from promix.review.corrections import Correction
+
+    decided = {2: Correction("/d/b/2.png", 2, "b", "relabel", "a"),
+               3: Correction("/d/b/3.png", 3, "b", "invalid", "")}
+    rows = plan(RUN, LISTING, min_confidence=0.9, decided=decided)
+    assert [r["status"] for r in rows] == ["kept", "relabelled", "reviewed", "invalid",
+                                           "not_checked"]
+    assert rows[2]["label"] == "a"
+
+
 @pytest.mark.parametrize("out, data_dir, new_dir, message", [
     ("/d/clean", "/d", True, "inside your data folder"),
     ("/d", "/d", True, "inside your data folder"),
