@@ -268,8 +268,8 @@ def run_cifar_settings(args, tmp: str, save) -> list[dict]:
 
 def folder_table(files: list[Path]) -> str:
     """The docs/label-issues.md table of --folder results, one row per setting and seed."""
-    head = ("| setting | seed | wrong | ProMix flagged (÷ wrong) | ProMix P / R / F1 | "
-            "ProMix estimated wrong | cleanlab flagged (÷ wrong) | cleanlab P / R / F1 | "
+    head = ("| setting | seed | wrong | ProMix flagged | ProMix P / R / F1 | "
+            "ProMix estimated wrong | cleanlab flagged | cleanlab P / R / F1 | "
             "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 10 + "|")
     lines = [head]
     for file in files:
@@ -281,9 +281,8 @@ def folder_table(files: list[Path]) -> str:
             prf = lambda m: f"{m['precision']:.1%} / {m['recall']:.1%} / {m['f1']:.3f}"  # noqa: E731
             lines.append(
                 f"| {r['setting'].split(', ', 2)[-1]} | {seed} | {p['wrong']} of "
-                f"{r['train_size']} | {p['flagged']} ({p['flagged'] / p['wrong']:.2f}) | "
-                f"{prf(p)} | {p['estimated_wrong']} | {c['flagged']} "
-                f"({c['flagged'] / c['wrong']:.2f}) | {prf(c)} | {p['auroc']:.3f} / "
+                f"{r['train_size']} | {p['flagged']} | {prf(p)} | {p['estimated_wrong']} | "
+                f"{c['flagged']} | {prf(c)} | {p['auroc']:.3f} / "
                 f"{c['auroc']:.3f} | {p['seconds']:.0f} / {c['seconds']:.0f} s |")
     return "\n".join(lines)
 
