@@ -13,6 +13,7 @@ No scikit-learn.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class LabelIssues:
 def find_label_issues(
     labels, pred_probs_1, pred_probs_2=None, *, quality: str = "self_confidence",
     threshold: float = 0.5, suggest_threshold: float = 0.9,
-    filter_by: str = "prune_by_noise_rate",
+    filter_by: Literal["prune_by_noise_rate", "predicted_neq_given"] = "prune_by_noise_rate",
 ) -> LabelIssues:
     """Rank and flag the given labels that the peers' ensemble rejects.
 
