@@ -13,7 +13,8 @@ from .api import load_nets
 from .data.base import DataError
 from .data.load import build_dataset
 from .hardware import autocast, resolve_device
-from .inference import accuracy, predict
+from .inference import predict
+from .metrics import ensemble_accuracy
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,7 @@ def load_run_model(run_dir: Path) -> RunModel:
     info = json.loads((run_dir / "data.json").read_text())
     device = resolve_device(cfg.run.device)
     shape = tuple(info["image_shape"])
-    nets = load_nets(run_dir, cfg, num_classes=len(info["classes"]), in_channels=shape[0],
-                     device=device)
+    nets = load_nets(run_dir, cfg, device=device)
     return RunModel(nets, tuple(info["classes"]), shape,
                     torch.tensor(info["mean"], device=device),
                     torch.tensor(info["std"], device=device), device)
@@ -55,10 +55,7 @@ def evaluate_run(run_dir: Path) -> dict:
     ctx = autocast(device, torch.float32)
     outs = [predict(net, images, mean, std, batch_size=cfg.run.eval_batch_size, autocast=ctx)
             for net in nets]
-    record = {"test_size": len(labels), "acc": accuracy(sum(o.logits for o in outs) / len(outs),
-                                                         labels)}
+    record = {"test_size": len(labels)} | ensemble_accuracy(outs, labels)
     if data.true_labels is None:  # the user's own labels: not verified
         record["test_labels"] = "as given (not verified; some may be wrong)"
-    for k, o in enumerate(outs, start=1):
-        record[f"acc_net{k}"] = accuracy(o.logits, labels)
     return record

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import runs
 from ..confident import noise_estimates
@@ -28,6 +29,7 @@ from ..issues import (
     selected_by,
     transition_matrix,
 )
+from ..selection import high_confidence
 from ..truth import Truth, data_base, read_truth, relative_path
 
 QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.md says why)
@@ -78,9 +80,9 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
     if cfg.run.method == "ce":
         source = np.full(len(labels), "all")  # cross-entropy trains on every sample
     else:
-        given = np.stack([p[np.arange(len(labels)), labels] for p in probs])  # (peers, N)
-        source = selected_by(
-            css=_any(out, "css"), confident=(given > tau).any(0), chosen=_any(out, "chosen"))
+        confident = np.any([high_confidence(torch.from_numpy(p), torch.from_numpy(labels),
+                                            tau).numpy() for p in probs], axis=0)
+        source = selected_by(css=_any(out, "css"), confident=confident, chosen=_any(out, "chosen"))
     if "verified" in out:  # labels a reviewer verified (corrections.csv): never flagged
         reviewed = out["verified"].astype(bool)
         issues = replace(issues, is_label_issue=issues.is_label_issue & ~reviewed,
