@@ -2,7 +2,9 @@
 
     python benchmarks/throughput.py [--archive PATH] [--out FILE.json] [--quick]
 
-For small_cnn (width 32) and resnet18 on a CIFAR-10 subset with 50% symmetric noise, times
+For small_cnn (width 32) and resnet18 on a CIFAR-10 subset with 50% symmetric noise (and,
+with `--models timm:resnet50`, timm's ImageNet ResNet-50 on the same images resized to its
+224 px), times
 the trainer's real code: a warm-up epoch, the selection pass, and ProMix epochs with
 `--promix.passes` faithful and efficient (the first ProMix epoch's schedule, e = warm-up).
 The compute floor runs the same forward and backward passes of the same models (per step:
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -40,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import promix.trainer as trainer_module
 from promix.config import Config, DataConfig
 from promix.data.augment import strong_view
-from promix.data.load import load_raw, prepare
+from promix.data.load import first_per_class, load_raw, prepare
 from promix.hardware import autocast
 from promix.selection import class_quotas, class_small_loss
 from promix.trainer import Trainer, strong_renderer
@@ -52,7 +55,12 @@ from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 REFERENCE_IPS = 7.75  # the reference's ResNet-18 ProMix epoch, images/s (AMX machine)
 TARGET_EFFICIENCY = 0.85
 # model -> (batch, ProMix steps per epoch, timed repeats of every epoch, bf16 floor batch)
-DEFAULTS = {"small_cnn": (256, 4, 3, 256), "resnet18": (64, 2, 1, 8)}
+DEFAULTS = {"small_cnn": (256, 4, 3, 256), "resnet18": (64, 2, 1, 8),
+            "timm:resnet50": (16, 2, 1, 16)}
+# models trained at another size than CIFAR's 32 px (CIFAR images resized up; the test set
+# is cut to TEST_CUT images so that 10,000 test images at 224 px are not held in memory)
+SIZES = {"timm:resnet50": 224}
+TEST_CUT = 256
 
 
 def peak_rss_gb() -> float:
@@ -76,7 +84,13 @@ def clock(fn) -> float:
 def make_trainer(loaded, args, model: str, batch: int, per_class: int | None) -> Trainer:
     cfg = Config()
     cfg.data = DataConfig(dataset="cifar10", root=str(args.archive), per_class=per_class,
-                          noise="sym", noise_rate=0.5)
+                          noise="sym", noise_rate=0.5, image_size=SIZES.get(model))
+    if model in SIZES:  # resized after these cuts: 50,000 images at 224 px would be 7.5 GB
+        train = loaded.train
+        if per_class is not None:
+            train = train.subset(first_per_class(train.labels, train.num_classes, per_class))
+        loaded = dataclasses.replace(loaded, train=train,
+                                     test=loaded.test.subset(torch.arange(TEST_CUT)))
     cfg.model.name, cfg.model.width = model, 32
     cfg.optim.batch_size = batch
     cfg.run.precision, cfg.run.progress, cfg.run.compile = args.precision, False, args.compile
@@ -395,8 +409,9 @@ def main(argv=None) -> None:
     if not args.archive.is_file():
         sys.exit(f"{args.archive} not found: pass --archive PATH/cifar-10-python.tar.gz")
     if args.child:
-        kind, _, model = args.child.rpartition(":")
-        row = measure_memory(args, model) if kind == "memory" else measure_model(args, model)
+        memory = args.child.startswith("memory:")
+        model = args.child.removeprefix("memory:")
+        row = measure_memory(args, model) if memory else measure_model(args, model)
         print(json.dumps(row))
         return
     start = time.perf_counter()

@@ -20,7 +20,9 @@ import torch
 from . import checkpoint, distributed, runs
 from .config import Config, load_preset, set_value, validate
 from .data.base import DataError, Dataset
-from .data.load import build_dataset, dataset_from_arrays
+from .data.load import dataset_from_arrays
+from .models.plan import build_data
+from .models.weights import weights_metadata
 from .results import Run, load_nets
 from .trainer import Result, Trainer
 from .truth import check_truth_file, data_base, read_truth
@@ -118,7 +120,7 @@ def train_config(cfg: Config, dataset: Dataset | None = None, *, run_dir: Path |
     validate(cfg)
     check_truth_file(cfg.data.truth)
     world = distributed.init(cfg.run.device)
-    data = dataset if dataset is not None else build_dataset(cfg.data)
+    data = build_data(cfg, dataset)  # the model is checked first, then the data built
     if cfg.data.truth:  # a bad row fails here, before any training
         read_truth(cfg.data.truth, classes=data.classes, size=len(data.train),
                    paths=data.train.paths, base=data_base(cfg.data.dataset, cfg.data.root))
@@ -157,7 +159,8 @@ def _save_outputs(run_dir: Path, trainer: Trainer, result: Result, data: Dataset
     save_train_outputs(run_dir / "train_outputs.safetensors", trainer)
     if not trainer.world.is_main:
         return
-    runs.save_tensors(run_dir / "model.safetensors", trainer.state.model_tensors())
+    runs.save_tensors(run_dir / "model.safetensors", trainer.state.model_tensors(),
+                      metadata=weights_metadata(trainer.cfg, data))
     if trainer.cfg.run.method != "ce":  # a baseline's report: `promix issues RUN_DIR/baseline-ce`
         from .report import write_report
 

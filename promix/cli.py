@@ -268,7 +268,7 @@ def expected_h100_hours(cfg) -> float | None:
 
 
 def cmd_presets(args) -> int:
-    print(f"{'preset':<24}{'dataset':<10}{'noise':<12}{'epochs':>7}{'H100 h':>8}{'paper':>8}"
+    print(f"{'preset':<24}{'dataset':<11}{'noise':<12}{'epochs':>7}{'H100 h':>8}{'paper':>8}"
           "  description")
     for name in preset_names():
         cfg = load_preset(name)
@@ -277,7 +277,7 @@ def cmd_presets(args) -> int:
         paper = f"{cfg.paper_accuracy:.2f}" if cfg.paper_accuracy else "-"
         hours = expected_h100_hours(cfg)
         hours = "-" if hours is None else f"{hours:.1f}"
-        print(f"{name:<24}{cfg.data.dataset:<10}{noise:<12}{cfg.schedule.epochs:>7}{hours:>8}"
+        print(f"{name:<24}{cfg.data.dataset:<11}{noise:<12}{cfg.schedule.epochs:>7}{hours:>8}"
               f"{paper:>8}  {cfg.description}")
     print("H100 h: expected training hours on one NVIDIA H100 (bf16), from the measured "
           "throughput in docs/speed.md.")

@@ -45,15 +45,18 @@ Method = Literal["promix", "ce", "coteaching"]
 @dataclass
 class DataConfig:
     # arrays: images passed to promix.train in memory (such a run cannot rebuild its data)
-    dataset: Literal["digits", "mnist5k", "cifar10", "cifar100", "folder", "csv", "arrays"] = (
-        "digits")
+    dataset: Literal["digits", "mnist5k", "cifar10", "cifar100", "folder", "csv", "arrays",
+                     "clothing1m"] = "digits"
     root: str | None = None  # data directory, .tar.gz, image folder or CSV file
     download: bool = False  # fetch the official archive (CIFAR) when root holds none
     noise: Literal[SyntheticNoise, HumanNoise] = "sym"  # how the training labels are corrupted
     noise_rate: Fraction = 0.5  # fraction r of samples relabelled (sym: realized r(1-1/C))
     noise_file: str | None = None  # CIFAR-N labels (CIFAR-10_human.pt / CIFAR-100_human.pt)
     noise_seed: Natural = 123  # the reference seeds Python's random with 123 before injection
-    image_size: Count | None = None  # resize user images to this square size (None: keep)
+    # square training size in pixels; None: the timm model's pretrained size for image files,
+    # else the images' own (docs/backbones.md: the resolution rule)
+    image_size: Count | None = None
+    interpolation: Literal["bilinear", "bicubic"] | None = None  # resize filter (None: the model's)
     per_class: Count | None = None  # keep the first n training images of each class
     test_fraction: OpenFraction = 0.2  # held out when the data has no test split
     skip_bad_images: bool = False  # skip unreadable files and list them in the run dir
@@ -80,8 +83,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "small_cnn"  # registry name (models.BACKBONES): resnet18 | preact_resnet18 | small_cnn
+    # registry name (models.BACKBONES): resnet18 | preact_resnet18 | small_cnn, or timm:NAME
+    name: str = "small_cnn"
     width: Count = 32  # small_cnn: first stage width (stages are w, 2w, 4w)
+    # timm models: load timm's pretrained weights (from the Hugging Face hub, cached under
+    # ~/.cache/huggingface); input size, mean/std and interpolation then follow the model
+    pretrained: bool = False
+    weights: str | None = None  # local .safetensors / .pth checkpoint to start from (offline)
+    # used instead when the pretrained weights cannot be fetched (offline); None: stop with
+    # an error. The console says when it is used (docs/backbones.md)
+    fallback: str | None = None
+    backbone_lr_scale: Positive = 1.0  # backbone learning rate = lr * this; the heads get lr
+    freeze_stages: Natural = 0  # timm: leading stages (the stem counts as one) kept frozen
 
 
 @dataclass
@@ -195,11 +208,11 @@ def validate(cfg: Config) -> Config:
     check_tree(cfg)
     from .models import BACKBONES
 
-    if cfg.model.name not in BACKBONES:
+    if cfg.model.name not in BACKBONES and not cfg.model.name.startswith("timm:"):
         close = difflib.get_close_matches(cfg.model.name, list(BACKBONES), n=2)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise ConfigError(f"model.name={cfg.model.name!r} is not a registered model{hint} "
-                          f"(use one of: {', '.join(sorted(BACKBONES))})")
+                          f"(use one of: {', '.join(sorted(BACKBONES))}, or timm:NAME)")
     run = cfg.run
     if run.device == "cuda" or run.augment == "graph":
         import torch

@@ -67,10 +67,14 @@ def hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls, include_extras=True)
 
 
+# Section names that also stand for one of their fields: --model=timm:resnet50.
+ALIASES = {"model": "model.name"}
+
+
 def resolve_key(cfg: object, key: str) -> str:
     """Full dotted path for `key`, which may be a unique leaf name."""
     table = leaves(cfg)
-    key = key.replace("-", "_")
+    key = ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
     if key in table:
         return key
     matches = [p for p in table if p.rsplit(".", 1)[-1] == key]

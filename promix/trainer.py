@@ -20,13 +20,17 @@ from .config import Config
 from .data.augment import normalize, strong_renderer, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
+from .data.mapped import prefetch
 from .debias import PriorState
 from .distributed import World, join
 from .hardware import autocast, resolve_device, resolve_precision, seed_everything
 from .inference import PeerOutputs, predict, selection_quality
 from .methods import create_method
 from .metrics import ensemble_accuracy
-from .models import TwoHeadNet, create_model
+from .models import TwoHeadNet, create_model, param_groups
+from .models.plan import pretrained_file
+from .models.timm_backbone import freeze_stages
+from .models.weights import load_weights, read_weights
 from .results import Result
 from .schedules import EpochSchedule, Schedule, prior_momentum
 from .selection import (
@@ -55,7 +59,8 @@ class Trainer:
         self.dtype = resolve_precision(run.precision, self.device)
         self.autocast = autocast(self.device, self.dtype)
         self.progress = run.progress and self.world.is_main  # one progress bar, rank 0's
-        self.images = data.train.images.to(self.device)  # (N, C, H, W) uint8
+        # (N, C, H, W) uint8; MappedImages (data larger than memory) stay on disk
+        self.images = data.train.images.to(self.device)
         self.labels = data.train.labels.to(self.device)  # noisy ỹ
         # Moved to the device once, not at every epoch's evaluation and selection pass.
         self.is_clean = (None if data.true_labels is None  # diagnostics only, never the step
@@ -74,8 +79,10 @@ class Trainer:
         self.render = strong_renderer(run.augment, self.device)
         self.num_classes = data.num_classes
         nets = [self._model() for _ in range(self.method.peers)]
-        optimizer = torch.optim.SGD(
-            [{"params": net.parameters()} for net in nets],  # one group per peer
+        if hasattr(self, "weights_note"):
+            print(f"promix: {self.weights_note}")
+        optimizer = torch.optim.SGD(  # one group per peer, two with a backbone lr scale
+            [g for net in nets for g in param_groups(net, cfg.model.backbone_lr_scale)],
             lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
         )
         self.schedule = Schedule(
@@ -106,9 +113,16 @@ class Trainer:
     def _model(self) -> TwoHeadNet:
         m = self.cfg.model
         kwargs = {"width": m.width} if m.name == "small_cnn" else {}
-        net = create_model(
-            m.name, num_classes=self.num_classes, in_channels=self.images.shape[1], **kwargs
-        ).to(self.device)
+        start = not self.cfg.run.resume  # a resumed run's weights come from its checkpoint
+        if m.pretrained and start:  # timm: from the Hugging Face cache if there, else the hub
+            kwargs |= {"pretrained": True, "pretrained_file": pretrained_file(m.name)}
+        net = create_model(m.name, num_classes=self.num_classes,
+                           in_channels=self.images.shape[1], **kwargs)
+        if m.weights and start:  # checked before the data were decoded (models/plan.py)
+            self.weights_note = load_weights(net, read_weights(m.weights), model_name=m.name,
+                                             classes=self.data.classes)
+        freeze_stages(net.backbone, m.freeze_stages)
+        net = net.to(self.device)
         if self.cfg.run.channels_last:
             net = net.to(memory_format=torch.channels_last)
         if self.cfg.run.compile:
@@ -126,7 +140,7 @@ class Trainer:
         for epoch in range(start_epoch, stop_epoch or self.cfg.schedule.epochs):
             sched = self.schedule.at(epoch)
             for group in self.state.optimizer.param_groups:
-                group["lr"] = sched.lr
+                group["lr"] = sched.lr * group.get("lr_scale", 1.0)
             record = {"epoch": epoch, "lr": sched.lr, "phase": self.method.phase(sched)}
             tick = time.perf_counter()
             if record["phase"] == "promix":
@@ -158,8 +172,8 @@ class Trainer:
             if index is not None:
                 yield index
 
-    def views(self, index: torch.Tensor, strong: bool) -> Batch:
-        x = self.images[index]
+    def views(self, index: torch.Tensor, strong: bool, x: torch.Tensor | None = None) -> Batch:
+        x = self.images[index] if x is None else x  # (B, C, H, W) uint8
         g, cl = self.state.random.generator, self.cfg.run.channels_last
         weak = normalize(weak_view(x, generator=g, flip=self.flip), self.mean, self.std,
                          channels_last=cl)
@@ -178,8 +192,8 @@ class Trainer:
         batches = list(self.batches(drop_last=promix))
         bar = tqdm(batches, desc=f"epoch {sched.epoch}", leave=False,
                    disable=not self.progress, unit="batch")
-        for index in bar:
-            batch = self.views(index, strong=promix)
+        for index, x in prefetch(self.images, bar):  # the next batches read meanwhile
+            batch = self.views(index, strong=promix, x=x)
             terms = self.method.step(self.state, batch, sched, autocast=self.autocast)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from .mapped import MappedImages
+
 
 class DataError(ValueError):
     """Bad user input: the message names the file, row or array and says how to fix it."""
@@ -20,7 +22,8 @@ class DataError(ValueError):
 class ImageSet:
     """Images with one label each.
 
-    images: (N, C, H, W) uint8, C in {1, 3}.
+    images: (N, C, H, W) uint8, C in {1, 3}: a tensor, or `MappedImages` (on disk, read a
+        batch at a time) for data larger than memory.
     labels: (N,) int64 in [0, len(classes)).
     classes: class names, index = label.
     paths: where each image came from (None for arrays and CIFAR).
@@ -44,7 +47,9 @@ class ImageSet:
     def subset(self, index: torch.Tensor) -> ImageSet:
         """The samples at `index` (a 1-d long tensor), in that order."""
         paths = None if self.paths is None else tuple(self.paths[i] for i in index.tolist())
-        return replace(self, images=self.images[index], labels=self.labels[index], paths=paths)
+        images = (self.images.subset(index) if isinstance(self.images, MappedImages)
+                  else self.images[index])
+        return replace(self, images=images, labels=self.labels[index], paths=paths)
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,12 @@ class Dataset:
         return channel_stats(self.train.images)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], ...]:
-    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in chunks."""
+def channel_stats(images: torch.Tensor, chunk_bytes: int = 256 << 20
+                  ) -> tuple[tuple[float, ...], ...]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units, in chunks of
+    at most `chunk_bytes` of float64 (memory stays flat for any image count and size)."""
     c = images.shape[1]
+    chunk = max(1, chunk_bytes // (8 * c * images.shape[2] * images.shape[3]))
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
     for start in range(0, images.shape[0], chunk):
@@ -119,7 +127,8 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
 
 def check_image_set(images, labels, classes, paths) -> None:
     """Validate once, at the boundary, with messages that say what to do."""
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+    if not isinstance(images, (torch.Tensor, MappedImages)) or images.dtype != torch.uint8 or \
+            images.dim() != 4:
         raise DataError(
             "images must be a uint8 tensor of shape (N, C, H, W); got "
             f"{getattr(images, 'dtype', type(images).__name__)} "

@@ -8,7 +8,8 @@ CSV manifest: a header with columns `path,label` and optionally `split` (train |
 paths are relative to the CSV's folder (absolute paths work too); labels are class names
 (all-integer labels are ordered numerically, others by name).
 
-Images are decoded by `cache.decode_files` (any size and mode, in parallel, cached). The
+Images are decoded by `cache.decode_files` (any size and mode, in parallel, cached); more
+than IN_MEMORY_BYTES of them stay on disk, memory-mapped (data/mapped.py). The
 user's files are only opened for reading; every problem is a DataError naming the file or row.
 """
 
@@ -24,7 +25,10 @@ import torch
 
 from .base import DataError, ImageSet
 from .cache import decode_files
+from .mapped import MappedImages
 
+IN_MEMORY_BYTES = 2 << 30  # decoded images up to this size are held in memory, larger mapped
+SHOW_SKIPPED = 20  # unreadable files printed on the console (all go to the run directory)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".pnm"}
 
@@ -182,10 +186,17 @@ def load_listing(
     cache_dir: str | None = None,
     skip_bad: bool = False,
     workers: int | None = None,
+    interpolation: str = "bilinear",
+    progress: bool = True,
 ) -> UserData:
-    """Decode (or read from the cache) and split into train and test ImageSets."""
+    """Decode (or read from the cache) and split into train and test ImageSets.
+
+    A decoded cache up to IN_MEMORY_BYTES is read into memory; a larger one stays on disk,
+    memory-mapped (`MappedImages`), and batches are read from it as training needs them.
+    Prints the chosen size when the images decided it, and every skipped file."""
     decoded = decode_files(listing.paths, image_size=image_size, cache_dir=cache_dir,
-                           data_dirs=data_dirs, workers=workers)
+                           data_dirs=data_dirs, workers=workers, interpolation=interpolation,
+                           progress=progress)
     if decoded.bad and not skip_bad:
         shown = "\n  ".join(f"{p}: {r}" for p, r in decoded.bad[:5])
         more = f"\n  ... and {len(decoded.bad) - 5} more" if len(decoded.bad) > 5 else ""
@@ -197,7 +208,19 @@ def load_listing(
     if len(decoded.good) == 0:
         raise DataError(f"none of the {len(listing.paths)} image files could be read: "
                         "the dataset is empty")
-    images = torch.from_numpy(decoded.images)
+    for path, reason in decoded.bad[:SHOW_SKIPPED]:
+        print(f"promix: skipped {path}: {reason}")
+    if len(decoded.bad) > SHOW_SKIPPED:
+        print(f"promix: ... {len(decoded.bad) - SHOW_SKIPPED} more skipped files are listed in "
+              "the run directory (skipped_files.txt)")
+    if decoded.reason:
+        side = decoded.images.shape[-1]
+        print(f"promix: training at {side}x{side}: {decoded.reason}")
+    rows = decoded.rows if decoded.rows is not None else np.arange(len(decoded.good))
+    if decoded.images[:1].nbytes * len(rows) > IN_MEMORY_BYTES:
+        images = MappedImages(decoded.images, rows)
+    else:
+        images = torch.from_numpy(np.ascontiguousarray(decoded.images[rows]))
     labels = torch.tensor(listing.labels, dtype=torch.int64)[decoded.good]
     paths = [str(listing.paths[i]) for i in decoded.good]
     is_test = torch.from_numpy(np.array([listing.splits[i] == "test" for i in decoded.good],
@@ -205,7 +228,8 @@ def load_listing(
 
     def part(mask: torch.Tensor) -> ImageSet:
         idx = torch.nonzero(mask).flatten()
-        return ImageSet(images[idx], labels[idx], listing.classes,
+        subset = images.subset(idx) if isinstance(images, MappedImages) else images[idx]
+        return ImageSet(subset, labels[idx], listing.classes,
                         tuple(paths[i] for i in idx.tolist()))
 
     if bool(is_test.all()):

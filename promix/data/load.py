@@ -18,11 +18,12 @@ from .base import DataError, Dataset, ImageSet
 from .cifar import load_cifar
 from .cifarn import KEYS as CIFARN_KEYS
 from .cifarn import cifarn_labels
+from .clothing1m import load_clothing1m
 from .embedded import load_digits, load_mnist5k, stratified_split
 from .folder import load_csv, load_folder
 from .noise import make_noise, noise_report
 
-DATASETS = ("mnist5k", "digits", "cifar10", "cifar100", "folder", "csv")
+DATASETS = ("mnist5k", "digits", "cifar10", "cifar100", "folder", "csv", "clothing1m")
 # Datasets whose images must not be flipped (digits change meaning when mirrored).
 NO_FLIP = {"mnist5k", "digits"}
 # SPEC §7.1: per-channel mean and std in [0, 1] units.
@@ -71,8 +72,11 @@ def load_raw(cfg: DataConfig) -> Loaded:
         data = load_cifar(name, cfg.root, download=cfg.download)
         return Loaded(data.train, data.test, CIFAR_STATS[name], data.superclass)
     options = dict(image_size=cfg.image_size, cache_dir=cfg.cache_dir,
-                   skip_bad=cfg.skip_bad_images)
-    user = load_folder(cfg.root, **options) if name == "folder" else load_csv(cfg.root, **options)
+                   skip_bad=cfg.skip_bad_images, interpolation=cfg.interpolation or "bilinear")
+    if name == "clothing1m":  # subset before decoding: the full list is 1M files
+        user = load_clothing1m(cfg.root, per_class=cfg.per_class, **options)
+    else:
+        user = (load_folder if name == "folder" else load_csv)(cfg.root, **options)
     return Loaded(user.train, user.test, skipped=user.skipped)
 
 
@@ -81,6 +85,7 @@ _ROOT_HELP = {
     "cifar100": "a folder holding cifar-100-python.tar.gz or cifar-100-python/, or the archive",
     "folder": "the folder holding one sub-folder of images per class",
     "csv": "the CSV file with columns path,label[,split]",
+    "clothing1m": "the Clothing1M folder (images/ and the *_kv.txt / *_key_list.txt files)",
 }
 
 
