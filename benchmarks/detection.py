@@ -12,6 +12,16 @@ On the same noisy CIFAR-10 subset and the same backbone (small_cnn) and epoch bu
   (ranking).
 Both are scored against the true labels: AUROC and AUPRC of the ranking, precision, recall
 and F1 of the flagged set, and wall time. Needs the bench extras: pip install 'promix[bench]'.
+
+--folder: the user's case instead. Each setting writes an image folder made from CIFAR-10
+(--classes classes, --per_class images each, exactly `rate` of each class in a wrong folder,
+sym or class-dependent asym: benchmarks/noisy_folder.py), and ProMix trains on it as
+`promix train --data FOLDER --epochs=E` does (the `user` preset, its 20% held out); cleanlab's
+folds train `ce` on the same training images with the same epochs. Also scored: the flagged
+count against the truly wrong count, and the estimated number of wrong labels.
+    python benchmarks/detection.py --folder --classes 4 --per_class 300 --epochs 15 \
+        --settings sym:0.1,sym:0.25,sym:0.4,asym:0.1,asym:0.25,asym:0.4 \
+        --out benchmarks/results/detection-folder-s123.json
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from promix.config import (
 )
 from promix.data.augment import normalize
 from promix.data.base import Dataset
+from promix.data.cifar import load_cifar
 from promix.data.load import build_dataset
 from promix.hardware import autocast
 from promix.inference import predict
@@ -49,6 +60,7 @@ from promix.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import host  # noqa: E402
+from noisy_folder import CIFAR10_PAIRS, cifar_subset, make_noisy_folder  # noqa: E402
 from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
 TEST_SIZE = 2000  # test images for the accuracy sanity check (evaluated every epoch)
@@ -69,8 +81,9 @@ def make_config(args, kind: str, rate: float, method: str, out_dir: str) -> Conf
     )
 
 
-def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
-    """Train ProMix (report included, as a user gets it) and score its label_quality."""
+def run_promix(cfg: Config, data: Dataset, out_dir: Path, *, extras: bool = True) -> dict:
+    """Train ProMix (report included, as a user gets it) and score its label_quality.
+    extras: also score the other rankings (label_quality definitions, flip, neighbours)."""
     start = time.perf_counter()
     out_dir.mkdir(parents=True)
     result = train_config(cfg, data, run_dir=out_dir).result
@@ -83,7 +96,12 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
     row = detection_metrics(issues.label_quality, issues.is_label_issue, wrong)
     row |= {"seconds": seconds, "test_accuracy": result.test_accuracy,
             "suggested": int((issues.suggested_label >= 0).sum()),
-            "suggested_correct": int((issues.suggested_label == data.true_labels.numpy()).sum())}
+            "suggested_correct": int((issues.suggested_label == data.true_labels.numpy()).sum()),
+            "estimated_wrong": int(issues.joint.sum() - np.trace(issues.joint))}
+    # the flags before calibration: every sample the ensemble assigns to another class
+    row["argmax_flags"] = score(labels, probs, wrong, filter_by="predicted_neq_given")
+    if not extras:
+        return row
     # the other label_quality definitions, and one peer alone, on the same predictions
     row["quality_methods"] = {m: score(labels, probs, wrong, quality=m) for m in QUALITY_METHODS}
     row["single_peer"] = score(labels, probs[:1], wrong)
@@ -163,8 +181,8 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
                        true_labels=data.true_labels[fit_idx], mean=mean, std=std)
         trainer = Trainer(cfg, part)
         trainer.fit()
-        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
-                      trainer.std, batch_size=cfg.run.eval_batch_size,
+        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device),
+                      trainer.mean, trainer.std, batch_size=cfg.run.eval_batch_size,
                       autocast=autocast(trainer.device, torch.float32))
         probs[held.numpy()] = out.probs.double().cpu().numpy()
         print(f"  cleanlab fold {k + 1}/{folds}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -174,6 +192,98 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
     seconds = time.perf_counter() - start
     wrong = (data.true_labels != labels).numpy()
     return detection_metrics(quality, flagged, wrong) | {"seconds": seconds}
+
+
+def folder_config(args, root: Path, out_dir: str) -> Config:
+    """What `promix train --data root --epochs=E` runs (the user preset), quietly."""
+    cfg = load_preset("user")
+    cfg.data = replace(cfg.data, dataset="folder", root=str(root),
+                       cache_dir=str(Path(out_dir) / "cache"))
+    cfg.schedule = replace(cfg.schedule, epochs=args.epochs)
+    cfg.promix = replace(cfg.promix, tau=args.tau)
+    cfg.run = replace(cfg.run, seed=args.seed, progress=False, checkpoint_every=0,
+                      out_dir=out_dir)
+    return cfg
+
+
+def run_folder_settings(args, tmp: str, save) -> list[dict]:
+    """Every --settings entry on its own CIFAR-10 folder, ProMix (user preset) and cleanlab."""
+    names = CIFAR10_PAIRS[: args.classes]
+    images, labels = cifar_subset(load_cifar("cifar10", args.root).train, names, args.per_class)
+    results = []
+    for setting in args.settings.split(","):
+        kind, rate = setting.split(":")
+        root = Path(tmp) / f"folder-{kind}-{rate}"
+        truth = make_noisy_folder(root, images, labels, names, kind=kind, rate=float(rate),
+                                  seed=args.seed)
+        cfg = folder_config(args, root, tmp)
+        data = build_dataset(cfg.data)
+        true = torch.tensor([data.classes.index(truth[p]) for p in data.train.paths])
+        data = replace(data, true_labels=true)
+        wrong = int((true != data.train.labels).sum())
+        print(f"folder {setting}: {len(data.train)} training images, {wrong} wrong", flush=True)
+        row = {"setting": f"folder, {len(names)} classes, {kind} {float(rate):.0%}",
+               "train_size": len(data.train), "classes": list(data.classes)}
+        if "promix" in args.methods:
+            row["promix"] = run_promix(cfg, data, Path(tmp) / f"promix-{kind}-{rate}",
+                                       extras=False)
+            print(f"  promix: {row['promix']['seconds']:.0f} s, flagged "
+                  f"{row['promix']['flagged']} / {wrong}, F1 {row['promix']['f1']:.3f}",
+                  flush=True)
+        if "cleanlab" in args.methods:
+            ce_cfg = replace(cfg, run=replace(cfg.run, method="ce"))
+            row["cleanlab"] = run_cleanlab(ce_cfg, data, args.folds) | {"epochs": args.epochs}
+        results.append(row)
+        save(results)
+    return results
+
+
+def run_cifar_settings(args, tmp: str, save) -> list[dict]:
+    """Every --settings entry on the noisy CIFAR-10 subset, ProMix and cleanlab."""
+    results = []
+    for setting in args.settings.split(","):
+        kind, rate = setting.split(":")
+        cfg = make_config(args, kind, float(rate), "promix", tmp)
+        data = build_dataset(cfg.data)
+        data = replace(data, test=data.test.subset(torch.arange(TEST_SIZE)))
+        print(f"{setting}: {len(data.train)} training images, "
+              f"{float((data.true_labels != data.train.labels).float().mean()):.1%} wrong",
+              flush=True)
+        row = {"setting": f"CIFAR-10 {kind} {float(rate):.0%}",
+               "train_size": len(data.train)}
+        if "promix" in args.methods:
+            row["promix"] = run_promix(cfg, data, Path(tmp) / f"promix-{kind}")
+            print(f"  promix: {row['promix']['seconds']:.0f} s, "
+                  f"AUROC {row['promix']['auroc']:.3f}", flush=True)
+        if "cleanlab" in args.methods:
+            epochs = args.cleanlab_epochs or args.epochs
+            ce_cfg = replace(cfg, run=replace(cfg.run, method="ce"),
+                             schedule=replace(cfg.schedule, epochs=epochs))
+            row["cleanlab"] = run_cleanlab(ce_cfg, data, args.folds) | {"epochs": epochs}
+        results.append(row)
+        save(results)
+    return results
+
+
+def folder_table(files: list[Path]) -> str:
+    """The docs/label-issues.md table of --folder results, one row per setting and seed."""
+    head = ("| setting | seed | wrong | ProMix flagged | ProMix P / R / F1 | "
+            "ProMix estimated wrong | cleanlab flagged | cleanlab P / R / F1 | "
+            "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 10 + "|")
+    lines = [head]
+    for file in files:
+        run = json.loads(Path(file).read_text())
+        seed = run["command"].split("--seed ")[1].split()[0] if "--seed " in run["command"] \
+            else "123"
+        for r in run["results"]:
+            p, c = r["promix"], r["cleanlab"]
+            prf = lambda m: f"{m['precision']:.1%} / {m['recall']:.1%} / {m['f1']:.3f}"  # noqa: E731
+            lines.append(
+                f"| {r['setting'].split(', ', 2)[-1]} | {seed} | {p['wrong']} of "
+                f"{r['train_size']} | {p['flagged']} | {prf(p)} | {p['estimated_wrong']} | "
+                f"{c['flagged']} | {prf(c)} | {p['auroc']:.3f} / "
+                f"{c['auroc']:.3f} | {p['seconds']:.0f} / {c['seconds']:.0f} s |")
+    return "\n".join(lines)
 
 
 def table(results: list[dict]) -> str:
@@ -211,47 +321,42 @@ def main(argv=None) -> None:
     ap.add_argument("--tau", type=float, default=0.95, help="MHCS/LGA/suggestion threshold")
     ap.add_argument("--promix", choices=("paper", "user"), default="paper",
                     help="ProMix's settings: the reference's, or the user preset's")
+    ap.add_argument("--folder", action="store_true",
+                    help="score the user's case: image folders made from CIFAR-10, user preset")
+    ap.add_argument("--classes", type=int, default=4, help="--folder: how many classes")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--settings", default="sym:0.5,asym:0.4", help="noise kind:rate, ...")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
-                    "detection.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: benchmarks/results/detection.json, with --folder "
+                         "detection-folder-s<seed>.json")
+    ap.add_argument("--table", type=Path, nargs="+",
+                    help="only print the --folder table of these result files (no run)")
     args = ap.parse_args(argv)
+    if args.table:
+        print(folder_table(args.table))
+        return
+    args.out = args.out or ROOT / "benchmarks" / "results" / (
+        f"detection-folder-s{args.seed}.json" if args.folder else "detection.json")
     if not args.root.exists():
         sys.exit(f"{args.root} not found: pass --root PATH/cifar-10-python.tar.gz")
-    results = []
+
+    def save(results: list[dict]) -> None:
+        """Write the results so far (a long sweep keeps what it measured if it is stopped)."""
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "command": " ".join(["python", *sys.argv]),
+            "machine": host.describe(),
+            "budget": {k: getattr(args, k) for k in (
+                "per_class", "epochs", "warmup_epochs", "folds", "width", "batch_size", "tau",
+                "promix", "folder", "classes")},
+            "results": results,
+            "table": table(results),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="promix-detection-") as tmp:
-        for setting in args.settings.split(","):
-            kind, rate = setting.split(":")
-            cfg = make_config(args, kind, float(rate), "promix", tmp)
-            data = build_dataset(cfg.data)
-            data = replace(data, test=data.test.subset(torch.arange(TEST_SIZE)))
-            print(f"{setting}: {len(data.train)} training images, "
-                  f"{float((data.true_labels != data.train.labels).float().mean()):.1%} wrong",
-                  flush=True)
-            row = {"setting": f"CIFAR-10 {kind} {float(rate):.0%}",
-                   "train_size": len(data.train)}
-            if "promix" in args.methods:
-                row["promix"] = run_promix(cfg, data, Path(tmp) / f"promix-{kind}")
-                print(f"  promix: {row['promix']['seconds']:.0f} s, "
-                      f"AUROC {row['promix']['auroc']:.3f}", flush=True)
-            if "cleanlab" in args.methods:
-                epochs = args.cleanlab_epochs or args.epochs
-                ce_cfg = replace(cfg, run=replace(cfg.run, method="ce"),
-                                 schedule=replace(cfg.schedule, epochs=epochs))
-                row["cleanlab"] = run_cleanlab(ce_cfg, data, args.folds) | {"epochs": epochs}
-            results.append(row)
-    text = table(results)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": " ".join(["python", *sys.argv]),
-        "machine": host.describe(),
-        "budget": {k: getattr(args, k) for k in ("per_class", "epochs", "warmup_epochs", "folds",
-                                                   "width", "batch_size", "tau", "promix")},
-        "results": results,
-        "table": text,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }, indent=2) + "\n")
+        results = (run_folder_settings if args.folder else run_cifar_settings)(args, tmp, save)
+    print("\n" + table(results))
     print(f"\nwrote {args.out}")
 
 

@@ -25,6 +25,7 @@ from .models.plan import build_data
 from .models.weights import weights_metadata
 from .results import Run, load_nets
 from .trainer import Result, Trainer
+from .truth import check_truth_file, data_base, read_truth
 
 __all__ = ["Run", "load_nets", "make_config", "train", "train_config"]
 
@@ -114,9 +115,15 @@ def train_config(cfg: Config, dataset: Dataset | None = None, *, run_dir: Path |
     callbacks: objects with any of `on_start(trainer)`, `on_batch_end(trainer)`,
         `on_epoch_end(trainer, record)` (tests use them to pause or inspect training).
     """
+    if not cfg.run.resume:  # a resumed run keeps the paths it recorded
+        cfg = replace(cfg, data=absolute_paths(cfg.data))  # so the run works from any folder
     validate(cfg)
+    check_truth_file(cfg.data.truth)
     world = distributed.init(cfg.run.device)
     data = build_data(cfg, dataset)  # the model is checked first, then the data built
+    if cfg.data.truth:  # a bad row fails here, before any training
+        read_truth(cfg.data.truth, classes=data.classes, size=len(data.train),
+                   paths=data.train.paths, base=data_base(cfg.data.dataset, cfg.data.root))
     trainer = Trainer(cfg, data, world=world, callbacks=callbacks)
     created = world.is_main and run_dir is None and not cfg.run.resume  # removable on failure
     if cfg.run.resume:
@@ -159,6 +166,14 @@ def _save_outputs(run_dir: Path, trainer: Trainer, result: Result, data: Dataset
 
         write_report(run_dir, data)
     runs.write_json(run_dir / "summary.json", asdict(result))
+
+
+def absolute_paths(data_cfg):
+    """The data config with every file path absolute, so the run directory records where the
+    data is and eval/issues/predict/export work from any working directory."""
+    fields = ("root", "noise_file", "cache_dir", "truth", "corrections", "annotators")
+    return replace(data_cfg, **{f: os.path.abspath(os.path.expanduser(getattr(data_cfg, f)))
+                                for f in fields if getattr(data_cfg, f)})
 
 
 def save_train_outputs(path: Path, trainer: Trainer) -> None:

@@ -4,7 +4,9 @@
     promix train --preset cifar10-sym50 --root data/
     promix train --data my_images/       an image folder (root/<class>/<image>) or a CSV
     promix train --epochs 30 --tau=0.95  any config field, by dotted path or unique leaf name
-    promix issues RUN_DIR                the wrong labels of a run, and its report.html
+    promix issues RUN_DIR [--truth=F]    the wrong labels of a run, and its report.html
+    promix predict RUN_DIR IMAGES_OR_FOLDER [--top_k=3] [--out=preds.csv]
+    promix export RUN_DIR --to=DIR | --csv=FILE [--min_confidence=0.9]   a cleaned dataset
     promix review RUN_DIR [--serve]      review the flagged labels in a browser (docs/review.md)
     promix train ... --corrections=corrections.csv   train on the reviewed labels
 """
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -54,10 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("run_dir")
     p_pred = sub.add_parser("predict", help="classify image files with a run's model")
     p_pred.add_argument("run_dir")
-    p_pred.add_argument("images", nargs="+")
+    p_pred.add_argument("images", nargs="+", help="image files and/or folders (searched deeply)")
+    p_pred.add_argument("--top_k", type=int, default=1, help="classes per image, most likely first")
+    p_pred.add_argument("--out", help="write a CSV here instead of printing")
     p_iss = sub.add_parser("issues", help="write a run's label-issue table and report.html")
     p_iss.add_argument("run_dir")
     p_iss.add_argument("--top", type=int, default=20, help="suspicious rows to print")
+    p_iss.add_argument("--truth", help="CSV path,label of verified labels: measure the flags")
+    p_exp = sub.add_parser("export", help="your data with the accepted label fixes applied")
+    p_exp.add_argument("run_dir")
+    where = p_exp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", help="a new folder: DIR/<class>/<file> (your files are copied)")
+    where.add_argument("--csv", help="a CSV manifest path,label,... instead of a folder")
+    p_exp.add_argument("--min_confidence", type=float, default=0.9,
+                       help="relabel a flagged image only when the model gives its suggested "
+                            "class at least this probability; other flags go to review.csv")
+    p_exp.add_argument("--link", choices=("copy", "hardlink", "symlink"), default="copy",
+                       help="how --to places the files (copy: never shares your files' data)")
+    p_exp.add_argument("--corrections", help="a reviewer's corrections.csv (default: "
+                       "RUN_DIR/corrections.csv when `promix review` saved one there)")
+    p_exp.add_argument("--unsure", choices=("keep", "drop"), default="keep",
+                       help="flagged-but-unsure images: keep under their given label, or leave "
+                            "them out (they are listed in review.csv either way)")
     p_rev = sub.add_parser(
         "review", help="write review.html: decide on the flagged labels, export corrections.csv",
         epilog="Then: promix train <same options> --corrections=corrections.csv (docs/review.md)")
@@ -91,9 +112,10 @@ def main(argv: list[str] | None = None, *, callbacks=()) -> int:
             return cmd_train(args, extra, callbacks=callbacks)
         if extra:
             raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-        return {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
-                "config": cmd_config, "issues": cmd_issues,
-                "review": cmd_review}[args.command](args)
+        commands = {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
+                    "config": cmd_config, "issues": cmd_issues, "export": cmd_export,
+                    "review": cmd_review}
+        return commands[args.command](args)
     except (ConfigError, DataError, OSError) as err:
         print(f"promix: error: {one_line(err)}", file=sys.stderr)
         return 2
@@ -142,23 +164,44 @@ def run_train(cfg, *, callbacks=()) -> int:
 
 
 def print_result(result, cfg) -> None:
+    """The console summary. Selection precision/recall and test accuracy are shown as such
+    only when the true labels are known; otherwise the label-issue estimates, marked so."""
     rows = [result] + ([result.baseline] if result.baseline else [])
     names = {"promix": "ProMix", "ce": "cross-entropy", "coteaching": "Co-teaching"}
-    print(f"\n{cfg.data.dataset}, {cfg.data.noise} noise {cfg.data.noise_rate:.0%}, "
-          f"{cfg.model.name}, {cfg.schedule.epochs} epochs")
-    print(f"{'method':<16}{'test acc':>10}{'best':>8}{'sel. precision':>16}{'sel. recall':>13}"
-          f"{'time':>8}")
+    known = any(r.selection for r in rows)  # selection quality exists only against truth
+    print(f"\n{cfg.data.dataset}, {noise_text(cfg.data)}, {cfg.model.name}, "
+          f"{cfg.schedule.epochs} epochs")
+    acc_name = "test acc" if known or cfg.data.noise not in ("none", "clean") else "acc*"
+    sel_head = f"{'sel. precision':>16}{'sel. recall':>13}" if known else ""
+    print(f"{'method':<16}{acc_name:>10}{'best':>8}{sel_head}{'time':>8}")
     for r in rows:
         sel = r.selection
-        prec = f"{sel['precision']:.1%}" if sel else "-"
-        rec = f"{sel['recall']:.1%}" if sel else "-"
         acc = "-" if r.test_accuracy is None else f"{r.test_accuracy:.1%}"
         best = "-" if r.best_test_accuracy is None else f"{r.best_test_accuracy:.1%}"
-        print(f"{names.get(r.method, r.method):<16}{acc:>10}{best:>8}{prec:>16}{rec:>13}"
+        quality = (f"{sel['precision']:>16.1%}{sel['recall']:>13.1%}" if sel else
+                   f"{'-':>16}{'-':>13}") if known else ""
+        print(f"{names.get(r.method, r.method):<16}{acc:>10}{best:>8}{quality}"
               f"{r.seconds:>7.0f}s")
+    if acc_name == "acc*":
+        print("* accuracy on the held-out images against their given labels, which may be "
+              "wrong too")
     if cfg.paper_accuracy is not None and result.test_accuracy is not None:
         print(f"paper: {cfg.paper_accuracy:.2f}%, this run: {100 * result.test_accuracy:.2f}%")
+    summary = Path(result.run_dir) / "issues_summary.json"
+    if summary.is_file():
+        from .report import summary_lines
+
+        print(summary_lines(json.loads(summary.read_text())))
+        print(f"the table and report: promix issues {result.run_dir}")
     print(f"run directory: {result.run_dir}")
+
+
+def noise_text(data_cfg) -> str:
+    if data_cfg.noise_file:
+        return f"CIFAR-N {data_cfg.noise} labels"
+    if data_cfg.noise in ("none", "clean"):
+        return "labels as given (their noise is unknown)"
+    return f"{data_cfg.noise} noise {data_cfg.noise_rate:.0%}"
 
 
 def cmd_eval(args) -> int:
@@ -170,17 +213,24 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .evaluate import predict_files
+    from .predict import predict_images
 
-    for path, label, confidence in predict_files(Path(args.run_dir), args.images):
-        print(f"{path}\t{label}\t{confidence:.3f}")
-    return 0
+    return predict_images(Path(args.run_dir), args.images, top_k=args.top_k, out=args.out)
 
 
 def cmd_issues(args) -> int:
     from .report import format_report, write_report
 
-    print(format_report(write_report(Path(args.run_dir)), top=args.top))
+    print(format_report(write_report(Path(args.run_dir), truth=args.truth), top=args.top))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    print(export_run(Path(args.run_dir), to=args.to, csv_path=args.csv, link=args.link,
+                     min_confidence=args.min_confidence, unsure=args.unsure,
+                     corrections=args.corrections))
     return 0
 
 

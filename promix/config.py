@@ -62,6 +62,9 @@ class DataConfig:
     skip_bad_images: bool = False  # skip unreadable files and list them in the run dir
     cache_dir: str | None = None  # decoded-image cache (None: ~/.cache/promix)
     flip: bool | None = None  # horizontal flips in the views (None: per dataset, off for digits)
+    # CSV path,label of labels a person verified, for any subset of the training images: the
+    # report then measures the flags' precision and recall on it (docs/label-issues.md)
+    truth: str | None = None
     # A reviewer's corrections.csv (`promix review`, docs/review.md): its labels replace the
     # given ones and count as verified (always selected, never flagged); invalid images dropped.
     corrections: str | None = None

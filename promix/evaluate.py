@@ -1,13 +1,12 @@
-"""`promix eval` and `promix predict`: reuse a run directory's model."""
+"""`promix eval`: a run's saved model on its test set; `load_run_model` for predict."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from . import runs
 from .api import load_nets
@@ -18,19 +17,37 @@ from .inference import predict
 from .metrics import ensemble_accuracy
 
 
-def _run_info(run_dir: Path):
+@dataclass(frozen=True)
+class RunModel:
+    """A run's trained peers and what their inputs need."""
+
+    nets: list
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # (C, H, W) the model was trained on
+    mean: torch.Tensor  # (C,) normalization, on `device`
+    std: torch.Tensor
+    device: torch.device
+
+
+def load_run_model(run_dir: Path) -> RunModel:
+    """The peers of a run directory (safetensors weights: no code executed) on its device."""
     cfg = runs.load_config(run_dir)
     info = json.loads((run_dir / "data.json").read_text())
     device = resolve_device(cfg.run.device)
+    shape = tuple(info["image_shape"])
     nets = load_nets(run_dir, cfg, device=device)
-    mean = torch.tensor(info["mean"], device=device)
-    std = torch.tensor(info["std"], device=device)
-    return cfg, info, nets, mean, std, device
+    return RunModel(nets, tuple(info["classes"]), shape,
+                    torch.tensor(info["mean"], device=device),
+                    torch.tensor(info["std"], device=device), device)
 
 
 def evaluate_run(run_dir: Path) -> dict:
-    """Test accuracy of the saved model: the peers' ensemble and each peer alone."""
-    cfg, info, nets, mean, std, device = _run_info(run_dir)
+    """Test accuracy of the saved model: the peers' ensemble and each peer alone. Without
+    known noise the test labels are the user's given labels, and the record says so."""
+    run_dir = Path(run_dir)
+    cfg = runs.load_config(run_dir)
+    model = load_run_model(run_dir)
+    nets, mean, std, device = model.nets, model.mean, model.std, model.device
     data = build_dataset(cfg.data)
     if data.test is None:
         raise DataError(f"{run_dir}: the run's data has no test split to evaluate on")
@@ -38,25 +55,7 @@ def evaluate_run(run_dir: Path) -> dict:
     ctx = autocast(device, torch.float32)
     outs = [predict(net, images, mean, std, batch_size=cfg.run.eval_batch_size, autocast=ctx)
             for net in nets]
-    return {"test_size": len(labels)} | ensemble_accuracy(outs, labels)
-
-
-def predict_files(run_dir: Path, files: list[str]) -> list[tuple[str, str, float]]:
-    """(path, predicted class name, ensemble probability) for each image file."""
-    cfg, info, nets, mean, std, device = _run_info(run_dir)
-    c, h, w = info["image_shape"]
-    arrays = []
-    for file in files:
-        try:
-            with Image.open(file) as img:
-                img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-                arrays.append(np.asarray(img).reshape(h, w, c))
-        except (OSError, ValueError) as err:
-            raise DataError(f"{file}: cannot read this image ({err})") from err
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(device)
-    ctx = autocast(device, torch.float32)
-    probs = sum(predict(net, images, mean, std, batch_size=256, autocast=ctx).probs
-                for net in nets) / len(nets)
-    conf, pred = probs.max(1)
-    return [(f, info["classes"][p], float(q))
-            for f, p, q in zip(files, pred.tolist(), conf.tolist(), strict=True)]
+    record = {"test_size": len(labels)} | ensemble_accuracy(outs, labels)
+    if data.true_labels is None:  # the user's own labels: not verified
+        record["test_labels"] = "as given (not verified; some may be wrong)"
+    return record

@@ -1,24 +1,31 @@
 """Which training labels are wrong: pure functions over the peers' predicted probabilities.
 
 The core is `find_label_issues(labels, pred_probs_1, pred_probs_2)`. It ranks every sample
-by `label_quality` (0 to 1, higher means the given label is more likely right), flags the
-samples whose given label the peers' ensemble rejects, and suggests a replacement label
-where both peers agree on another class with high confidence. The rest of the module
-summarizes a dataset (per-class noise rates, a health score, the estimated noise transition
-matrix) and, when the true labels are known, measures detection (AUROC, AUPRC, precision,
-recall, F1). Inputs are NumPy arrays or tensors; outputs are NumPy arrays. No scikit-learn.
+by `label_quality` (0 to 1, higher means the given label is more likely right), flags about
+as many samples as it estimates are wrong (the calibrated confident joint of
+`promix.confident`), and suggests a replacement label where both peers agree on another
+class with high confidence. The rest of the module summarizes a dataset (per-class noise
+rates, a health score) and, when the true labels are known, measures detection (AUROC,
+AUPRC, precision, recall, F1). Inputs are NumPy arrays or tensors; outputs are NumPy arrays.
+No scikit-learn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from .confident import confident_joint, noise_estimates, prune_by_noise_rate
 from .metrics import precision_recall_f1
 
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_adjusted")
 SOURCES = ("css", "mhcs", "lga", "none")  # values of `selected_by`, most trusted first
+# How is_label_issue is decided: prune_by_noise_rate flags as many as the confident joint
+# estimates are wrong (cleanlab's default); predicted_neq_given flags every sample whose
+# ensemble argmax is another class with label_quality < threshold (flags far more).
+FILTERS = ("prune_by_noise_rate", "predicted_neq_given")
 
 
 @dataclass(frozen=True)
@@ -26,12 +33,14 @@ class LabelIssues:
     """What `find_label_issues` returns; every array has one entry per sample, (N,).
 
     label_quality: float in [0, 1], higher means the given label is more likely right.
-    is_label_issue: bool, the ensemble predicts another class and label_quality < threshold.
+    is_label_issue: bool, by `filter_by` (default: about as many as `joint` estimates wrong).
     predicted_label: int, argmax of the ensemble (the mean of the peers' probabilities).
     suggested_label: int, the class both peers agree on with high confidence when it is not
         the given label; -1 where there is no suggestion.
     order: int indices of all samples, most suspicious (lowest label_quality) first.
     pred_probs: (N, C) float, the ensemble's probabilities.
+    joint: (C, C) int, the calibrated confident joint: given label (row) by estimated true
+        label (column); its off-diagonal sum is the estimated number of wrong labels.
     """
 
     label_quality: np.ndarray
@@ -40,6 +49,7 @@ class LabelIssues:
     suggested_label: np.ndarray
     order: np.ndarray
     pred_probs: np.ndarray
+    joint: np.ndarray
 
     def __len__(self) -> int:
         return len(self.label_quality)
@@ -48,6 +58,7 @@ class LabelIssues:
 def find_label_issues(
     labels, pred_probs_1, pred_probs_2=None, *, quality: str = "self_confidence",
     threshold: float = 0.5, suggest_threshold: float = 0.9,
+    filter_by: Literal["prune_by_noise_rate", "predicted_neq_given"] = "prune_by_noise_rate",
 ) -> LabelIssues:
     """Rank and flag the given labels that the peers' ensemble rejects.
 
@@ -57,8 +68,11 @@ def find_label_issues(
     model the ensemble is that model.
     quality: how label_quality is computed from the ensemble (`label_quality_scores`); the
         default is the ensemble's probability of the given label (docs/label-issues.md).
-    threshold: a sample is an issue when the ensemble's argmax is not its given label and
-        its label_quality is below this (lower it for fewer, surer flags).
+    filter_by: prune_by_noise_rate (default) flags, per pair (given i, true j), as many of
+        the samples labelled i as the confident joint puts in (i, j), those with the largest
+        p_j - p_i; so the flagged count follows the estimated number of wrong labels.
+        predicted_neq_given flags where the ensemble's argmax is another class (many more).
+    threshold: predicted_neq_given only: flag only below this label_quality.
     suggest_threshold: a suggestion needs every peer's top probability above this, on the
         same class, which is not the given label.
     """
@@ -71,16 +85,22 @@ def find_label_issues(
                          "samples and classes")
     if not 0 <= threshold <= 1 or not 0 <= suggest_threshold <= 1:
         raise ValueError("threshold and suggest_threshold are probabilities: use values in [0, 1]")
+    if filter_by not in FILTERS:
+        raise ValueError(f"unknown filter_by {filter_by!r}: use one of {', '.join(FILTERS)}")
     probs = sum(peers) / len(peers)  # (N, C)
     score = label_quality_scores(labels, probs, method=quality)
     predicted = probs.argmax(1)
+    joint = confident_joint(labels, probs)
+    flags = (prune_by_noise_rate(labels, probs, joint) if filter_by == FILTERS[0]
+             else (predicted != labels) & (score < threshold))
     return LabelIssues(
         label_quality=score,
-        is_label_issue=(predicted != labels) & (score < threshold),
+        is_label_issue=flags,
         predicted_label=predicted,
         suggested_label=agreed_label(labels, peers, suggest_threshold),
         order=np.argsort(score, kind="stable"),
         pred_probs=probs,
+        joint=joint,
     )
 
 
@@ -152,31 +172,30 @@ def class_summary(labels, issues: LabelIssues, num_classes: int, selected=None) 
 
     size: samples labelled j. issues: of those, flagged. selected: of those, kept by some
     selection rule (`selected` is an (N,) bool mask; -1 everywhere when not given).
-    estimated_noise_rate: the fraction of samples labelled j that the ensemble assigns to
-    another class, an estimate of P(true ≠ j | given = j).
+    estimated_noise_rate, low, high: P̂(true ≠ j | given = j) from the confident joint, with
+    its 95% Wilson interval (`confident.noise_estimates`).
     """
     labels = np.asarray(labels)
     size = np.bincount(labels, minlength=num_classes)
-    disagree = np.bincount(labels, weights=issues.predicted_label != labels,
-                           minlength=num_classes)
     kept = (np.bincount(labels, weights=np.asarray(selected, bool), minlength=num_classes)
             if selected is not None else np.full(num_classes, -1))
+    per_class = noise_estimates(labels, issues.joint)["per_class"]
     return {
         "size": size,
         "selected": kept.astype(int),
         "issues": np.bincount(labels, weights=issues.is_label_issue,
                               minlength=num_classes).astype(int),
-        "estimated_noise_rate": disagree / np.maximum(size, 1),
+        "estimated_noise_rate": per_class["noise_rate"],
+        "low": per_class["low"],
+        "high": per_class["high"],
     }
 
 
-def health_score(labels, issues: LabelIssues) -> float:
-    """1 - the estimated fraction of wrong labels (ensemble prediction ≠ given label).
-
-    1.0 means the ensemble agrees with every given label; like cleanlab's overall label
-    health score, but counted on the predictions rather than on the flags.
-    """
-    return float(np.mean(issues.predicted_label == np.asarray(labels)))
+def health_score(issues: LabelIssues) -> float:
+    """The estimated clean share: 1 - the confident joint's estimated fraction of wrong
+    labels (its trace over N). An estimate, as cleanlab's overall label health score is."""
+    joint = issues.joint
+    return float(np.trace(joint) / max(joint.sum(), 1))
 
 
 # ----------------------------------------------------------------------------- detection

@@ -4,8 +4,10 @@ Layout:
     config.json          the resolved config (rebuild it with config.from_dict)
     meta.json            versions, seed, device, precision, machine, CPU ISA, GPU, start time
     noise.json           how the training labels were corrupted (rate, transition matrix)
-    noisy_labels.csv     index, label, class: the labels training used
-    data.json            class names, image shape, normalization, sizes
+    noisy_labels.csv     index, label, class: the labels training used (+ path, size, mtime_ns
+                         of each image file for folder and CSV data)
+    data.json            class names, image shape, normalization, sizes, the data's absolute
+                         root and a sha256 of its training files' paths, sizes and mtimes
     metrics.jsonl        one JSON object per epoch (losses by term, selection, accuracies)
     checkpoints/         the last checkpoints, to continue with --resume (docs/resume.md)
     model.safetensors    both peers' weights and the class priors (no pickle)
@@ -14,7 +16,8 @@ Layout:
     skipped_files.txt    unreadable images left out (only with --skip_bad_images)
     label_issues.csv     one row per training sample, most suspicious first (docs/label-issues.md)
     class_summary.csv    per class: size, selected count, estimated noise rate
-    issues_summary.json  health score; AUROC/AUPRC and transition matrices when truth is known
+    issues_summary.json  estimated noise (rates with intervals, transition matrix), flagged
+                         count; measured detection only against real truth (docs/label-issues.md)
     plots/               the report's figures as PNG files
     report.html          a self-contained report to open in a browser
     baseline-<method>/   the same layout for the --baseline run
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -81,6 +85,8 @@ def write_start(run_dir: Path, cfg: Config, data, *, device, precision) -> None:
         "std": list(std),
         "train_size": len(data.train),
         "test_size": len(data.test) if data.test is not None else 0,
+        "root": cfg.data.root,  # absolute (api.train): eval/issues/export from any folder
+        "files_sha256": files_digest(data.train.paths),
     })
     write_json(run_dir / "meta.json", {
         "promix_version": __version__,
@@ -100,11 +106,41 @@ def write_start(run_dir: Path, cfg: Config, data, *, device, precision) -> None:
 
 
 def write_labels(path: Path, labels: torch.Tensor, classes, paths=None) -> None:
+    """index, label, class, and for image files their path, size and mtime_ns (so a later
+    command can tell whether a file changed since training)."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["index", "label", "class"] + (["path"] if paths else []))
+        writer.writerow(["index", "label", "class"] + (["path", "size", "mtime_ns"] if paths
+                                                       else []))
         for i, y in enumerate(labels.tolist()):
-            writer.writerow([i, y, classes[y]] + ([paths[i]] if paths else []))
+            writer.writerow([i, y, classes[y]] + (list(file_identity(paths[i])) if paths
+                                                  else []))
+
+
+def file_identity(path: str) -> tuple[str, int, int]:
+    """(path, size, mtime_ns) of a file; size -1 when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path, -1, -1
+    return path, st.st_size, st.st_mtime_ns
+
+
+def files_digest(paths) -> str | None:
+    """sha256 over every file's path, size and mtime; None for data without files."""
+    if not paths:
+        return None
+    h = hashlib.sha256()
+    for p in paths:
+        path, size, mtime = file_identity(p)
+        h.update(f"{path}\0{size}\0{mtime}\n".encode())
+    return h.hexdigest()
+
+
+def read_labels(run_dir: Path) -> list[dict]:
+    """The rows of noisy_labels.csv as dicts of strings."""
+    with open(Path(run_dir) / "noisy_labels.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:

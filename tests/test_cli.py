@@ -74,11 +74,15 @@ def test_predict_image_files(run_dir, tmp_path):
         path = tmp_path / f"img{i}.png"
         Image.fromarray(np.full((40, 30, 3), value, dtype=np.uint8)).save(path)
         files.append(str(path))
-    proc = promix("predict", str(run_dir), *files, cwd=tmp_path)
+    proc = promix("predict", str(run_dir), *files, "--top_k=3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    header, *rows = [line.split(",") for line in proc.stdout.strip().splitlines()]
+    assert header == ["path", "class_1", "prob_1", "class_2", "prob_2", "class_3", "prob_3"]
     assert [r[0] for r in rows] == files
-    assert all(r[1] in "0123456789" and 0 < float(r[2]) <= 1 for r in rows)
+    for r in rows:
+        assert all(c in "0123456789" for c in r[1::2])
+        probs = [float(p) for p in r[2::2]]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     proc = promix("predict", str(run_dir), str(bad), cwd=tmp_path)

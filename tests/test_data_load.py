@@ -51,7 +51,7 @@ def test_cifar100_asym_uses_superclasses(tmp_path):
 
 def test_cifarn_with_per_class(tmp_path, cifar10):
     train = build_dataset(DataConfig(dataset="cifar10", root=str(cifar10), noise="none"))
-    clean = train.true_labels.numpy()
+    clean = train.train.labels.numpy()  # noise none: the labels as given (no true_labels)
     worse = clean.copy()
     worse[::2] = (worse[::2] + 1) % 10
     path = tmp_path / "CIFAR-10_human.pt"

@@ -87,12 +87,15 @@ def test_class_summary_and_health(run):
     assert all(int(r["selected"]) <= int(r["size"]) for r in rows)
     s = json.loads((run_dir / "issues_summary.json").read_text())
     assert 0 <= s["health_score"] <= 1 and s["samples"] == len(data.train)
+    assert s["health_score"] == pytest.approx(1 - s["estimated"]["noise_rate"])
     assert s["label_issues"] == sum(int(r["issues"]) for r in rows)
     c = len(data.classes)
-    assert np.shape(s["true_transition_matrix"]) == np.shape(s["estimated_transition_matrix"])
-    assert np.shape(s["true_transition_matrix"]) == (c, c)
-    assert set(s["detection"]) >= {"auroc", "auprc", "precision", "recall", "f1"}
-    assert s["true_noise_rate"] == pytest.approx(
+    truth = s["truth"]  # synthetic noise: the labels before it are known
+    assert truth["source"].startswith("synthetic noise") and truth["size"] == len(data.train)
+    assert np.shape(truth["transition_matrix"]) == np.shape(s["estimated"]["transition_matrix"])
+    assert np.shape(truth["transition_matrix"]) == (c, c)
+    assert set(truth["detection"]) >= {"auroc", "auprc", "precision", "recall", "f1"}
+    assert truth["noise_rate"] == pytest.approx(
         float((data.true_labels != data.train.labels).float().mean()))
 
 
@@ -113,7 +116,8 @@ def test_no_report_for_the_baseline_until_asked(run, capsys):
     assert not (base / "report.html").exists()
     assert main(["issues", str(base), "--top", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "label issues in 200 samples" in printed and str(base / "report.html") in printed
+    assert "label issues flagged in 200 samples" in printed
+    assert str(base / "report.html") in printed
     assert {r["selected_by"] for r in read_csv(base / "label_issues.csv")} == {"all"}
 
 
@@ -121,7 +125,9 @@ def test_cli_rebuilds_the_gallery(run, capsys):
     run_dir, _ = run
     assert main(["issues", str(run_dir), "--top", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2].split("\t")[:2] == ["index", "given_label"] and len(lines) == 3 + 5 + 2
+    # flagged, estimated, measured (synthetic noise), the header, 5 rows, table, report
+    assert lines[2].startswith("measured on 200 labels, synthetic noise")
+    assert lines[3].split("\t")[:2] == ["index", "given_label"] and len(lines) == 4 + 5 + 2
     assert "no gallery" not in "\n".join(lines)
 
 

@@ -117,7 +117,14 @@ def prepare(name: str, data: Loaded, cfg: DataConfig) -> Dataset:
             dataset=name, superclass=data.superclass,
             images=train.images if cfg.noise == "idn" else None,
         )
-    true = train.labels
+    # The given labels are truth only when promix corrupted them itself (synthetic noise) or
+    # CIFAR-N supplies clean labels; otherwise nothing is known about their errors.
+    known = _uses_cifarn(name, cfg) or cfg.noise not in ("none", "clean")
+    true = train.labels if known else None
+    if not known:  # no realized rate or identity matrix that would read as "no noise"
+        info = {"kind": cfg.noise, "known": False,
+                "note": "the given labels are used as they are; how many are wrong is unknown "
+                        "(the run's issues_summary.json has the estimate)"}
     train = ImageSet(train.images, noisy, train.classes, train.paths)
     mean, std = data.stats
     return Dataset(name, train, test, true_labels=true, mean=mean, std=std, noise=info,

@@ -43,7 +43,7 @@ figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
 figure img { max-width: 100%; }
 .gallery { display: flex; flex-wrap: wrap; gap: 10px; }
 .card { width: 130px; font-size: 0.75em; text-align: center; border: 1px solid #ddd;
-        padding: 4px; }
+        padding: 4px; overflow-wrap: anywhere; }
 .card img { image-rendering: pixelated; }
 .issue { color: #b00; } .muted { color: #777; }
 """
@@ -76,40 +76,62 @@ def write_html(path: Path, run: RunIssues, summary: dict, class_rows: list[dict]
 
 
 def _overview(s: dict) -> str:
-    kpis = [("health score", f"{s['health_score']:.1%}"),
-            ("label issues", f"{s['label_issues']:,} of {s['samples']:,}"),
+    est = s["estimated"]
+    low, high = est["noise_rate_interval_95"]
+    kpis = [("estimated clean share (health score)", f"{s['health_score']:.1%}"),
+            ("estimated wrong labels", f"{est['wrong_labels']:,} ({est['noise_rate']:.1%}, "
+                                       f"95% interval {low:.1%}-{high:.1%})"),
+            ("flagged as label issues", f"{s['label_issues']:,} of {s['samples']:,}"),
             ("suggested labels", f"{s['suggested_labels']:,}")]
-    if "detection" in s:
-        d = s["detection"]
-        kpis += [("true noise rate", f"{s['true_noise_rate']:.1%}"),
-                 ("AUROC", f"{d['auroc']:.3f}"), ("AUPRC", f"{d['auprc']:.3f}"),
-                 ("flag precision", f"{d['precision']:.1%}"), ("flag recall", f"{d['recall']:.1%}")]
     html_kpis = "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in kpis)
     sources = ", ".join(f"{k}: {v:,}" for k, v in s["selected_by"].items())
-    return (f"<p class=\"muted\">method {_e(s['method'])}; label_quality = "
-            f"{_e(s['label_quality'])}; an issue: the ensemble predicts another class and "
-            f"label_quality &lt; {s['threshold']}; selected by {_e(sources)}</p>{html_kpis}")
+    text = (f"<p class=\"muted\">method {_e(s['method'])}; label_quality = "
+            f"{_e(s['label_quality'])}; flags: as many as the calibrated confident joint of the "
+            f"peers' predictions estimates are wrong ({_e(s['filter_by'])}); selected by "
+            f"{_e(sources)}</p>{html_kpis}")
+    if "truth" not in s:
+        return text + ("<p>The noise figures are <b>estimates</b> from the model's predictions: "
+                       "no ground truth was given, so nothing here is measured against true "
+                       "labels. To measure the flags' precision and recall, verify some labels "
+                       "and pass them: <code>promix issues RUN_DIR --truth=checked.csv</code> "
+                       "(columns path,label).</p>")
+    t, d = s["truth"], s["truth"]["detection"]
+    measured = [("wrong labels", f"{t['wrong']:,} ({t['noise_rate']:.1%})"),
+                ("flag precision", f"{d['precision']:.1%}"), ("flag recall", f"{d['recall']:.1%}"),
+                ("flag F1", f"{d['f1']:.3f}"), ("ranking AUROC", f"{d['auroc']:.3f}"),
+                ("ranking AUPRC", f"{d['auprc']:.3f}")]
+    return text + (f"<h2>Measured on {t['size']:,} labels: {_e(t['source'])}</h2>"
+                   + "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>'
+                             for k, v in measured))
 
 
 def _gallery(run: RunIssues, images, top: int) -> str:
     if images is None:
-        return ("<p class=\"muted\">No gallery: the training images could not be rebuilt from "
-                "the run's config. Run <code>promix issues RUN_DIR</code> where the data is, "
-                "or pass the Dataset to <code>write_report(run_dir, data)</code>.</p>")
+        return ("<p class=\"muted\">No gallery: the training images could not be read. Run "
+                "<code>promix issues RUN_DIR</code> where the data is, or pass the Dataset to "
+                "<code>write_report(run_dir, data)</code>.</p>")
     iss, names, cards = run.issues, run.classes, []
+    verified = {} if run.verified is None else dict(zip(run.verified.index.tolist(),
+                                                        run.verified.labels.tolist(),
+                                                        strict=True))
     for i in iss.order[:top].tolist():
         given = names[run.labels[i]]
         guess = int(iss.suggested_label[i])
         guess_text = (f"suggested <b>{_e(names[guess])}</b>" if guess >= 0 else
                       f"<span class=\"muted\">predicted {_e(names[iss.predicted_label[i]])}"
                       "</span>")
-        true = ("" if run.true_labels is None
-                else f"<br><span class=\"muted\">true {_e(names[run.true_labels[i]])}</span>")
+        truth = ""
+        if run.true_labels is not None:
+            truth = f"<br><span class=\"muted\">true {_e(names[run.true_labels[i]])}</span>"
+        elif i in verified:
+            truth = f"<br><span class=\"muted\">verified {_e(names[verified[i]])}</span>"
+        name = run.shown_path(i)
+        file_line = f'<br><span class="muted" title="{_e(name)}">{_e(name)}</span>' if name else ""
         flag = ' class="issue"' if iss.is_label_issue[i] else ""
         cards.append(
             f'<div class="card"><img alt="sample {i}" src="{_thumbnail(images[i])}"><br>'
-            f"#{i} q={iss.label_quality[i]:.3f}<br><span{flag}>given {_e(given)}</span><br>"
-            f"{guess_text}{true}</div>")
+            f"#{i} q={iss.label_quality[i]:.3f}{file_line}<br><span{flag}>given {_e(given)}"
+            f"</span><br>{guess_text}{truth}</div>")
     return '<div class="gallery">' + "".join(cards) + "</div>"
 
 
@@ -136,7 +158,7 @@ def _table(rows: list[dict]) -> str:
     if not rows:
         return "<p class=\"muted\">(empty)</p>"
     text = {"path", "class", "given_label", "predicted_label", "suggested_label",
-            "selected_by", "true_label"}
+            "selected_by", "true_label", "verified_label"}
     head = "".join(f'<th{" class=l" if k in text else ""}>{_e(k)}</th>' for k in rows[0])
     body = "".join(
         "<tr>" + "".join(f'<td{" class=l" if k in text else ""}>{_e(v)}</td>'

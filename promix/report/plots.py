@@ -21,11 +21,13 @@ def write_plots(run_dir: Path, run: RunIssues, metrics: list[dict]) -> dict[str,
     out = Path(run_dir) / "plots"
     out.mkdir(exist_ok=True)
     figures = {
-        "Test accuracy": accuracy_curves(metrics, out / "accuracy.png"),
+        ("Test accuracy" if run.true_labels is not None else
+         "Held-out accuracy (against the given labels, which may be wrong too)"):
+            accuracy_curves(metrics, out / "accuracy.png"),
         "Clean selection over epochs": selection_curves(metrics, out / "selection.png"),
         "Samples per class": class_counts(run, out / "class_counts.png"),
         "Given versus predicted labels": confusion(run, out / "confusion.png"),
-        "Noise transition matrix": transitions(run, out / "transition.png"),
+        "Noise transition matrix (estimated)": transitions(run, out / "transition.png"),
         "Label quality": quality_histogram(run, out / "label_quality.png"),
     }
     return {title: path for title, path in figures.items() if path is not None}
@@ -76,12 +78,15 @@ def selection_curves(metrics: list[dict], path: Path) -> Path | None:
 
 
 def class_counts(run: RunIssues, path: Path) -> Path:
-    """Per given class: samples, selected at the end, flagged, truly wrong (when known)."""
+    """Per given class: samples, selected at the end, flagged, estimated wrong (the confident
+    joint's off-diagonal), truly wrong (only when the true labels are known)."""
     c = len(run.classes)
+    joint = run.issues.joint
     bars = {"samples": np.bincount(run.labels, minlength=c),
             "selected": np.bincount(run.labels, weights=run.selected_by != "none", minlength=c),
             "flagged as issues": np.bincount(run.labels, weights=run.issues.is_label_issue,
-                                             minlength=c)}
+                                             minlength=c),
+            "estimated wrong": joint.sum(1) - joint.diagonal()}
     if run.is_wrong is not None:
         bars["truly wrong"] = np.bincount(run.labels, weights=run.is_wrong, minlength=c)
     fig, ax = _figure(max(6.4, 0.5 * c), 3.6)
@@ -106,21 +111,22 @@ def confusion(run: RunIssues, path: Path) -> Path:
     return _save(fig, path)
 
 
-def transitions(run: RunIssues, path: Path) -> Path | None:
-    """True T[i, j] = P(given j | true i) next to its estimate from the ensemble's predictions."""
-    if run.true_labels is None:
-        return None
+def transitions(run: RunIssues, path: Path) -> Path:
+    """The estimated T̂[i, j] = P̂(given j | true i) from the confident joint; next to the true
+    T only when the true labels are known."""
+    from ..confident import noise_estimates
     from ..issues import transition_matrix
 
     c = len(run.classes)
-    mats = {"true": transition_matrix(run.true_labels, run.labels, c),
-            "estimated": transition_matrix(run.issues.predicted_label, run.labels, c)}
+    mats = {"estimated": noise_estimates(run.labels, run.issues.joint)["transition_matrix"]}
+    if run.true_labels is not None:
+        mats["true"] = transition_matrix(run.true_labels, run.labels, c)
     side = max(4.2, 0.4 * c + 2)
-    fig, axes = _figure(2 * side, side - 0.4, ncols=2)
-    for ax, (name, mat) in zip(axes, mats.items(), strict=True):
+    fig, axes = _figure(len(mats) * side, side - 0.4, ncols=len(mats))
+    for ax, (name, mat) in zip(np.atleast_1d(axes), mats.items(), strict=True):
         _matrix(fig, ax, mat, run.classes, fmt=".2f", vmax=1)
         ax.set(title=name, xlabel="given label",
-               ylabel="true label" if name == "true" else "predicted label")
+               ylabel="true label" if name == "true" else "true label (estimated)")
     return _save(fig, path)
 
 

@@ -1,5 +1,12 @@
 """The label-issue table of a run directory: label_issues.csv, class_summary.csv and
-issues_summary.json, computed from train_outputs.safetensors (no model is re-run)."""
+issues_summary.json, computed from train_outputs.safetensors (no model is re-run).
+
+What is estimated and what is measured stay apart: without ground truth every number about the
+noise is an estimate from the peers' predictions (the calibrated confident joint, marked
+`estimated`); precision, recall and AUROC appear only against real truth, the true labels of
+synthetic or CIFAR-N noise, or the labels a person verified (`--truth=FILE`), named with
+their source and size.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import runs
+from ..confident import noise_estimates
 from ..issues import (
     LabelIssues,
     class_summary,
@@ -22,9 +30,10 @@ from ..issues import (
     transition_matrix,
 )
 from ..selection import high_confidence
+from ..truth import Truth, data_base, read_truth, relative_path
 
 QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.md says why)
-THRESHOLD = 0.5  # is_label_issue: ensemble argmax ≠ given label and label_quality < this
+FILTER = "prune_by_noise_rate"  # is_label_issue: as many as the confident joint estimates
 
 
 @dataclass(frozen=True)
@@ -33,21 +42,28 @@ class RunIssues:
 
     classes: tuple[str, ...]
     labels: np.ndarray  # given (noisy) labels
-    true_labels: np.ndarray | None  # when known (benchmarks, CIFAR-N): diagnostics only
+    true_labels: np.ndarray | None  # synthetic or CIFAR-N noise only: diagnostics
     issues: LabelIssues
     selected_by: np.ndarray  # css | mhcs | lga | none, or all for a cross-entropy run
-    paths: tuple[str, ...] | None
+    paths: tuple[str, ...] | None  # absolute image paths (folder and CSV data)
     method: str
     tau: float  # the run's τ: MHCS, and the confidence a suggested label needs
+    truth_source: str | None = None  # where true_labels come from
+    verified: Truth | None = None  # labels a person checked (--truth), a subset
+    base: Path | None = None  # the data root the paths are shown relative to
 
     @property
     def is_wrong(self) -> np.ndarray | None:
         return None if self.true_labels is None else self.true_labels != self.labels
 
+    def shown_path(self, i: int) -> str:
+        """The file of sample i relative to the data root ('' without files)."""
+        return "" if self.paths is None else relative_path(self.paths[i], self.base)
 
-def analyze_run(run_dir: Path, *, quality: str = QUALITY,
-                threshold: float = THRESHOLD) -> RunIssues:
-    """Label issues of a finished run from its train_outputs.safetensors and config."""
+
+def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = None) -> RunIssues:
+    """Label issues of a finished run from its train_outputs.safetensors and config.
+    truth: a verified-labels CSV (default: the run's data.truth)."""
     run_dir = Path(run_dir)
     outputs_path = run_dir / "train_outputs.safetensors"
     if not outputs_path.is_file():
@@ -59,8 +75,8 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY,
     labels = out["noisy_labels"].astype(np.int64)
     probs = [_softmax(out[f"logits{k}"]) for k in (1, 2) if f"logits{k}" in out]
     tau = cfg.promix.tau
-    issues = find_label_issues(labels, *probs, quality=quality, threshold=threshold,
-                               suggest_threshold=tau)
+    issues = find_label_issues(labels, *probs, quality=quality, suggest_threshold=tau,
+                               filter_by=FILTER)
     if cfg.run.method == "ce":
         source = np.full(len(labels), "all")  # cross-entropy trains on every sample
     else:
@@ -68,27 +84,41 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY,
                                             tau).numpy() for p in probs], axis=0)
         source = selected_by(css=_any(out, "css"), confident=confident, chosen=_any(out, "chosen"))
     if "verified" in out:  # labels a reviewer verified (corrections.csv): never flagged
-        verified = out["verified"].astype(bool)
-        issues = replace(issues, is_label_issue=issues.is_label_issue & ~verified,
-                         suggested_label=np.where(verified, -1, issues.suggested_label))
-        source = np.where(verified, "verified", source)
+        reviewed = out["verified"].astype(bool)
+        issues = replace(issues, is_label_issue=issues.is_label_issue & ~reviewed,
+                         suggested_label=np.where(reviewed, -1, issues.suggested_label))
+        source = np.where(reviewed, "verified", source)
+    paths = _read_paths(run_dir)
+    base = data_base(cfg.data.dataset, info.get("root") or cfg.data.root)
+    truth = truth or cfg.data.truth
+    verified = None if not truth else read_truth(
+        truth, classes=info["classes"], size=len(labels), paths=paths, base=base)
+    known = "true_labels" in out
     return RunIssues(
         classes=tuple(info["classes"]), labels=labels,
-        true_labels=out["true_labels"].astype(np.int64) if "true_labels" in out else None,
-        issues=issues, selected_by=source, paths=_read_paths(run_dir / "noisy_labels.csv"),
-        method=cfg.run.method, tau=tau,
-    )
+        true_labels=out["true_labels"].astype(np.int64) if known else None,
+        issues=issues, selected_by=source, paths=paths, method=cfg.run.method, tau=tau,
+        truth_source=_truth_source(cfg.data) if known else None, verified=verified, base=base)
+
+
+def _truth_source(data_cfg) -> str:
+    if data_cfg.noise_file:
+        return f"CIFAR-N labels ({data_cfg.noise})"
+    return f"synthetic noise ({data_cfg.noise} {data_cfg.noise_rate:g}): the labels before it"
 
 
 def issue_rows(run: RunIssues) -> list[dict]:
     """One dict per training sample, most suspicious first: the rows of label_issues.csv."""
     names, iss = run.classes, run.issues
+    verified = {} if run.verified is None else dict(zip(run.verified.index.tolist(),
+                                                        run.verified.labels.tolist(),
+                                                        strict=True))
     rows = []
     for i in iss.order.tolist():
         suggested = int(iss.suggested_label[i])
         row = {"index": i}
         if run.paths is not None:
-            row["path"] = run.paths[i]
+            row["path"] = run.shown_path(i)
         row |= {
             "given_label": names[run.labels[i]],
             "predicted_label": names[iss.predicted_label[i]],
@@ -102,39 +132,66 @@ def issue_rows(run: RunIssues) -> list[dict]:
         }
         if run.true_labels is not None:
             row["true_label"] = names[run.true_labels[i]]
+        if run.verified is not None:
+            row["verified_label"] = names[verified[i]] if i in verified else ""
         rows.append(row)
     return rows
 
 
 def summarize(run: RunIssues) -> dict:
-    """issues_summary.json: counts, health score, transition matrices, detection quality."""
-    c, iss = len(run.classes), run.issues
+    """issues_summary.json: counts and estimates always; measurements only against truth."""
+    iss = run.issues
+    est = noise_estimates(run.labels, iss.joint)
+    per = est["per_class"]
     summary = {
         "samples": len(run.labels),
         "classes": list(run.classes),
         "method": run.method,
         "label_quality": QUALITY,
-        "threshold": THRESHOLD,
+        "filter_by": FILTER,
         "suggest_threshold": run.tau,
-        "health_score": health_score(run.labels, iss),
         "label_issues": int(iss.is_label_issue.sum()),
         "suggested_labels": int((iss.suggested_label >= 0).sum()),
         "selected_by": {s: int((run.selected_by == s).sum()) for s in np.unique(run.selected_by)},
-        # rows: the ensemble's prediction (a stand-in for the true class), columns: given
-        "estimated_transition_matrix": transition_matrix(
-            iss.predicted_label, run.labels, c).round(4).tolist(),
+        "health_score": health_score(iss),  # the estimated clean share
+        "estimated": {
+            "how": "calibrated confident joint of the peers' predictions (no ground truth)",
+            "wrong_labels": est["wrong"],
+            "noise_rate": est["noise_rate"],
+            "noise_rate_interval_95": est["noise_rate_interval"],
+            "per_class": [{"class": c, "size": int(per["size"][j]), "wrong": int(per["wrong"][j]),
+                           "noise_rate": float(per["noise_rate"][j]),
+                           "interval_95": [float(per["low"][j]), float(per["high"][j])]}
+                          for j, c in enumerate(run.classes)],
+            # T̂[i, j] = P̂(given = j | true = i), the convention of noise.json
+            "transition_matrix": est["transition_matrix"].round(4).tolist(),
+        },
     }
     if run.true_labels is not None:
-        true_t = transition_matrix(run.true_labels, run.labels, c)
-        est_t = transition_matrix(iss.predicted_label, run.labels, c)
-        summary |= {
-            "true_noise_rate": float(run.is_wrong.mean()),
-            "detection": detection_metrics(iss.label_quality, iss.is_label_issue, run.is_wrong),
-            "true_transition_matrix": true_t.round(4).tolist(),
-            "transition_matrix_mae": float(np.abs(true_t - est_t).mean()),
-            "predicted_accuracy": float((iss.predicted_label == run.true_labels).mean()),
-        }
+        summary["truth"] = _measured(run, np.arange(len(run.labels)), run.true_labels,
+                                     run.truth_source) | _full_truth(run, est)
+    elif run.verified is not None:
+        v = run.verified
+        summary["truth"] = _measured(run, v.index, v.labels, v.source) | {
+            "not_in_training": v.not_in_training}
     return summary
+
+
+def _measured(run: RunIssues, index: np.ndarray, true: np.ndarray, source: str) -> dict:
+    """Detection quality on the samples `index` whose true labels are `true`."""
+    iss, wrong = run.issues, true != run.labels[index]
+    return {"source": source, "size": len(index), "wrong": int(wrong.sum()),
+            "noise_rate": float(wrong.mean()),
+            "detection": detection_metrics(iss.label_quality[index],
+                                           iss.is_label_issue[index], wrong)}
+
+
+def _full_truth(run: RunIssues, est: dict) -> dict:
+    c = len(run.classes)
+    true_t = transition_matrix(run.true_labels, run.labels, c)
+    return {"transition_matrix": true_t.round(4).tolist(),
+            "transition_matrix_mae": float(np.abs(true_t - est["transition_matrix"]).mean()),
+            "predicted_accuracy": float((run.issues.predicted_label == run.true_labels).mean())}
 
 
 def class_rows(run: RunIssues) -> list[dict]:
@@ -145,7 +202,8 @@ def class_rows(run: RunIssues) -> list[dict]:
     for j, name in enumerate(run.classes):
         row = {"class_id": j, "class": name, "size": int(s["size"][j]),
                "selected": int(s["selected"][j]), "issues": int(s["issues"][j]),
-               "estimated_noise_rate": f"{s['estimated_noise_rate'][j]:.4f}"}
+               "estimated_noise_rate": f"{s['estimated_noise_rate'][j]:.4f}",
+               "estimated_low_95": f"{s['low'][j]:.4f}", "estimated_high_95": f"{s['high'][j]:.4f}"}
         if run.true_labels is not None:
             members = run.labels == j
             rate = run.is_wrong[members].mean() if members.any() else 0.0
@@ -173,14 +231,12 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def _read_paths(path: Path) -> tuple[str, ...] | None:
-    if not path.is_file():
+def _read_paths(run_dir: Path) -> tuple[str, ...] | None:
+    """Absolute image paths from noisy_labels.csv (None for data without files)."""
+    if not (run_dir / "noisy_labels.csv").is_file():
         return None
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if "path" not in (reader.fieldnames or ()):
-            return None
-        return tuple(row["path"] for row in reader)
+    rows = runs.read_labels(run_dir)
+    return tuple(r["path"] for r in rows) if rows and "path" in rows[0] else None
 
 
 def _any(outputs: dict, name: str) -> np.ndarray:
