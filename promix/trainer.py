@@ -5,6 +5,8 @@ builds the weak and strong views in batches on the device and calls the method's
 (methods.py: ProMix, or a baseline). Nothing is re-read from disk, and no dataset is rebuilt.
 The Trainer owns the `TrainState` (state.py); checkpoints, model files and the torchrun sync
 go through it. Callbacks (`on_start`, `on_batch_end`, `on_epoch_end`) watch or pause a run.
+It runs a little over the 300-line guide: the selection pass (§5) stays beside the loop that
+calls it, so one file reads as the epoch of the paper.
 """
 
 from __future__ import annotations
