@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from promix.api import load_nets, train
+from promix.api import load_nets, train_config
 from promix.config import (
     Config,
     DataConfig,
@@ -73,7 +73,7 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path) -> dict:
     """Train ProMix (report included, as a user gets it) and score its label_quality."""
     start = time.perf_counter()
     out_dir.mkdir(parents=True)
-    result = train(cfg, data, run_dir=out_dir)
+    result = train_config(cfg, data, run_dir=out_dir).result
     out = load_tensors(out_dir / "train_outputs.safetensors")
     probs = [out[f"logits{k}"].softmax(1) for k in (1, 2)]
     labels, tau = data.train.labels, cfg.promix.tau
@@ -103,8 +103,7 @@ def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
     probability of the given label over the image and its mirror (test-time flip), and a
     k-nearest-neighbour vote of the given labels in each peer's feature space, alone and as
     a rank average with self-confidence."""
-    nets = load_nets(run_dir, cfg, num_classes=data.num_classes,
-                     in_channels=data.train.images.shape[1])
+    nets = load_nets(run_dir, cfg)
     mean, std = (torch.tensor(v) for v in data.normalization())
     x = normalize(data.train.images, mean, std, channels_last=False)
     labels = data.train.labels
@@ -164,7 +163,7 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
                        true_labels=data.true_labels[fit_idx], mean=mean, std=std)
         trainer = Trainer(cfg, part)
         trainer.fit()
-        out = predict(trainer.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
+        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
                       trainer.std, batch_size=cfg.run.eval_batch_size,
                       autocast=autocast(trainer.device, torch.float32))
         probs[held.numpy()] = out.probs.double().cpu().numpy()

@@ -61,7 +61,7 @@ def run_rule(name: str, overrides: list[str], data: Dataset, small: torch.Tensor
     tick = time.perf_counter()
     result = trainer.fit()
     clean = trainer.labels == data.true_labels
-    sel = torch.stack(trainer.selected).any(0)
+    sel = torch.stack([peer.selected for peer in trainer.state.selection]).any(0)
     small_sel = sel & small
     row = {
         "rule": name,

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from promix import __version__
-from promix.api import train
+from promix.api import train_config
 from promix.config import apply_overrides, load_preset
 from promix.hardware import resolve_device, resolve_precision
 
@@ -188,7 +188,7 @@ def run_cell(cell: str, noise: str, seed: int, budget: str, runs: Path,
         cfg.run.resume = str(run_dir)  # continue a cell killed half way
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = train(cfg, run_dir=run_dir)
+    result = train_config(cfg, run_dir=run_dir).result
     device = resolve_device(cfg.run.device)
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     extra = {}

@@ -128,16 +128,16 @@ def floor_steps(t: Trainer, plan: list[list[list[int]]], ctx) -> float:
     """plan[step][peer] = the batch sizes of that peer's fwd+bwd passes. Returns seconds."""
     big = max(n for step in plan for sizes in step for n in sizes)
     (x, y), (x2, _) = device_batch(t, big, 0), device_batch(t, big, 1)
-    for net in t.nets:
+    for net in t.state.nets:
         net.train()
 
     def run():
         for step in plan:
-            t.optimizer.zero_grad(set_to_none=True)
-            for net, sizes in zip(t.nets, step, strict=True):  # per-peer backward, as the step
+            t.state.optimizer.zero_grad(set_to_none=True)
+            for net, sizes in zip(t.state.nets, step, strict=True):  # per-peer backward, as the step
                 views = [(x if i % 2 == 0 else x2)[:n] for i, n in enumerate(sizes) if n > 0]
                 passes_loss(net, views, y, ctx).backward()
-            t.optimizer.step()
+            t.state.optimizer.step()
 
     return clock(run)
 
@@ -149,7 +149,7 @@ def floor_select(t: Trainer, n: int, ctx) -> float:
 
     @torch.no_grad()
     def run():
-        for net in t.nets:
+        for net in t.state.nets:
             net.eval()
             for start in range(0, n, b):
                 with ctx:
@@ -163,8 +163,8 @@ def flops_per_image(t: Trainer) -> float:
     """FLOPs of one image's forward and backward pass through one peer (both heads)."""
     x, y = device_batch(t, 2, 3)
     with FlopCounterMode(display=False) as counter:
-        passes_loss(t.nets[0], [x], y, contextlib.nullcontext()).backward()
-    t.optimizer.zero_grad(set_to_none=True)
+        passes_loss(t.state.nets[0], [x], y, contextlib.nullcontext()).backward()
+    t.state.optimizer.zero_grad(set_to_none=True)
     return counter.get_total_flops() / 2
 
 
@@ -259,8 +259,8 @@ def measure_memory(args, model: str) -> dict:
         row["select_s"] = clock(lambda: t.select(first))
     else:  # a ResNet-18 selection pass over 50k takes ~30 min here; CSS on random losses
         quota = class_quotas(t.labels, first.rho, t.num_classes)
-        t.clean = [class_small_loss(torch.rand(len(t.labels)), t.labels, quota)
-                   for _ in t.nets]
+        for peer in t.state.selection:
+            peer.clean = class_small_loss(torch.rand(len(t.labels)), t.labels, quota)
     row["rss_after_select_gb"] = peak_rss_gb()
     full = Trainer.batches
     t.batches = lambda drop_last: itertools.islice(full(t, drop_last), steps)

@@ -3,10 +3,15 @@
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-    """`promix.find_label_issues` without importing NumPy code at `import promix`."""
-    if name == "find_label_issues":
-        from .issues import find_label_issues
+# The public names, imported on first use: `import promix` itself loads no torch or NumPy.
+_PUBLIC = {"train": "api", "Run": "results", "find_label_issues": "issues"}
+__all__ = ["Run", "find_label_issues", "train"]
 
-        return find_label_issues
+
+def __getattr__(name):
+    """`promix.train`, `promix.Run`, `promix.find_label_issues`, imported lazily."""
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
     raise AttributeError(f"module 'promix' has no attribute {name!r}")

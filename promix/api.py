@@ -1,103 +1,167 @@
-"""The Python API: `train(config)` runs a whole job and writes its run directory."""
+"""The Python API: `train(data, ...)` returns a `Run`; `Run.load(run_dir)` reopens one.
+
+    import promix
+    run = promix.train("my_images/", epochs=10)        # a folder, a CSV, arrays or a name
+    run.label_issues()                                  # most suspicious first
+    run.predict_proba(["a.png", "b.png"])               # (2, C)
+
+`train_config(cfg, dataset)` is the same job for a ready `Config` (the CLI's entry point).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from . import checkpoint, distributed, runs
-from .config import Config
-from .data.base import Dataset
-from .data.load import build_dataset
-from .models import TwoHeadNet, create_model
+from .config import Config, load_preset, set_value, validate
+from .data.base import DataError, Dataset
+from .data.load import build_dataset, dataset_from_arrays
+from .results import Run, load_nets
 from .trainer import Result, Trainer
 
+__all__ = ["Run", "load_nets", "make_config", "train", "train_config"]
 
-def train(cfg: Config, data: Dataset | None = None, *, run_dir: Path | None = None) -> Result:
-    """Train `cfg.run.method` on `data` (built from `cfg.data` when None); write the run dir.
+NAMED_DATASETS = ("digits", "mnist5k", "cifar10", "cifar100")  # data promix can load by name
+USER_PRESET = "user"  # presets used when none is given: data of your own...
+DEMO_PRESET = "demo"  # ...and a dataset promix knows by name
 
+
+def train(data=None, labels=None, *, preset: str | None = None, classes: Sequence[str] | None = None,
+          test: tuple | None = None, callbacks: Sequence = (), **overrides) -> Run:
+    """Train ProMix on `data` and return the finished `Run` (its directory is written too).
+
+    data: an image folder (root/<class>/<image>), a CSV manifest (path,label[,split]), a
+        dataset name (digits, mnist5k, cifar10, cifar100; the preset's when None), or images
+        as an array (N, H, W) or (N, H, W, C), uint8 or float in [0, 1], with `labels` (N,)
+        as integers in [0, C) or class names.
+    preset: a preset name (`promix presets`) or a .toml file; default `user` for your own
+        data, `demo` for a dataset name.
+    classes: class names in label order (arrays only). test: (images, labels) held out for
+        testing (arrays only; otherwise `test_fraction` of every class is held out).
+    overrides: any config field by leaf name or dotted path, as on the command line:
+        `epochs=10`, `tau=0.9`, `**{"promix.rho": 0.6}`.
+
+    Every argument is checked before any file is written or image decoded.
+    """
+    cfg = make_config(data, labels, preset=preset, overrides=overrides)
+    dataset = None
+    if labels is not None:
+        test_images, test_labels = test if test is not None else (None, None)
+        dataset = dataset_from_arrays(data, labels, classes, cfg=cfg.data,
+                                      test_images=test_images, test_labels=test_labels)
+    elif classes is not None or test is not None:
+        raise DataError("classes= and test= go with image arrays: train(images, labels, ...)")
+    return train_config(cfg, dataset, callbacks=callbacks)
+
+
+def make_config(data=None, labels=None, *, preset: str | None = None,
+                overrides: dict | None = None) -> Config:
+    """The validated config `train` would use for these arguments (nothing is read or written)."""
+    if labels is not None:
+        kind, root = "arrays", None
+    elif data is None:
+        kind, root = None, None
+    elif isinstance(data, (str, os.PathLike)):
+        kind, root = _data_kind(data)
+    elif isinstance(data, Config):
+        raise DataError("train() takes data, not a Config: use promix.api.train_config(cfg)")
+    else:
+        raise DataError(f"data must be a folder, a CSV file, a dataset name or image arrays "
+                        f"with labels, got {type(data).__name__}: pass labels= with arrays")
+    default = DEMO_PRESET if kind in (None, *NAMED_DATASETS) else USER_PRESET
+    cfg = load_preset(preset or default)
+    if kind is not None:
+        cfg.data.dataset, cfg.data.root = kind, root
+    for key, value in (overrides or {}).items():
+        set_value(cfg, key, value)
+    return validate(cfg)
+
+
+def _data_kind(data) -> tuple[str, str | None]:
+    """(data.dataset, data.root) for a path or a dataset name."""
+    text = os.fspath(data)
+    path = Path(text).expanduser()
+    if text in NAMED_DATASETS and not path.exists():
+        return text, None
+    if path.is_dir():
+        return "folder", str(path)
+    if path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise DataError(f"{path}: no such CSV file")
+        return "csv", str(path)
+    raise DataError(f"{text}: not an image folder, a CSV file or a dataset name "
+                    f"({', '.join(NAMED_DATASETS)})")
+
+
+def train_config(cfg: Config, dataset: Dataset | None = None, *, run_dir: Path | None = None,
+                 callbacks: Sequence = ()) -> Run:
+    """Train `cfg.run.method` on `dataset` (built from `cfg.data` when None); write the run dir.
+
+    The run directory is created only once the config is valid, the data is built and the
+    trainer is ready; a start that fails after that, before the first epoch ends, removes it.
     With `cfg.run.baseline` set, the baseline method is trained on the same noisy labels with
-    the same model, epochs and seed, in `run_dir/baseline-<method>`; its Result is attached
-    as `result.baseline`.
-
+    the same model, epochs and seed, in `run_dir/baseline-<method>` (`run.baseline`).
     With `cfg.run.resume` set to a run directory, training continues there from its last good
     checkpoint (docs/resume.md). Under torchrun every process calls this and rank 0 alone
     writes the run directory (docs/distributed.md).
+    callbacks: objects with any of `on_start(trainer)`, `on_batch_end(trainer)`,
+        `on_epoch_end(trainer, record)` (tests use them to pause or inspect training).
     """
+    validate(cfg)
     world = distributed.init(cfg.run.device)
-    data = data if data is not None else build_dataset(cfg.data)
+    data = dataset if dataset is not None else build_dataset(cfg.data)
+    trainer = Trainer(cfg, data, world=world, callbacks=callbacks)
+    created = world.is_main and run_dir is None and not cfg.run.resume  # removable on failure
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume)
     elif run_dir is None:
         made = str(runs.create_run_dir(cfg)) if world.is_main else ""
         run_dir = Path(world.broadcast_text(made))
-    trainer = Trainer(cfg, data, run_dir)
-    distributed.attach(trainer, world)
-    start = checkpoint.resume(trainer, run_dir) if cfg.run.resume else 0
-    if world.is_main and start == 0:
-        from .review import record_inputs
+    trainer.run_dir = run_dir
+    with runs.removed_on_failure(run_dir, enabled=created):
+        start = checkpoint.resume(trainer, run_dir) if cfg.run.resume else 0
+        if world.is_main and start == 0:
+            _write_start(run_dir, cfg, data, trainer)
+        if world.is_main:
+            runs.truncate_metrics(run_dir, start)  # a resumed run rewrites the epochs it redoes
+        result = trainer.fit(start_epoch=start, on_epoch=_epoch_end)
+    _save_outputs(run_dir, trainer, result, data)
+    return _baseline(cfg, data, run_dir, result, world, callbacks)
 
-        record_inputs(cfg, run_dir)  # copies of the corrections/annotator files, their sha256
-        runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
-        runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
-                          data.train.paths)
-        if data.skipped:  # unreadable files left out under --skip_bad_images
-            (run_dir / "skipped_files.txt").write_text("\n".join(data.skipped) + "\n")
-    if world.is_main:
-        runs.truncate_metrics(run_dir, start)  # a resumed run rewrites the epochs it redoes
-    result = trainer.fit(start_epoch=start,
-                         on_epoch=lambda t, record: _epoch_end(t, record, run_dir))
-    save_train_outputs(run_dir / "train_outputs.safetensors", trainer)  # every rank infers
-    if not world.is_main:
-        return _baseline(cfg, data, run_dir, result, world)
-    save_model(run_dir / "model.safetensors", trainer)
-    if cfg.run.method != "ce":  # a baseline's report: `promix issues RUN_DIR/baseline-ce`
+
+def _write_start(run_dir: Path, cfg: Config, data: Dataset, trainer: Trainer) -> None:
+    from .review import record_inputs
+
+    record_inputs(cfg, run_dir)  # copies of the corrections/annotator files, their sha256
+    runs.write_start(run_dir, cfg, data, device=trainer.device, precision=trainer.dtype)
+    runs.write_labels(run_dir / "noisy_labels.csv", data.train.labels, data.classes,
+                      data.train.paths)
+    if data.skipped:  # unreadable files left out under --skip_bad_images
+        (run_dir / "skipped_files.txt").write_text("\n".join(data.skipped) + "\n")
+
+
+def _save_outputs(run_dir: Path, trainer: Trainer, result: Result, data: Dataset) -> None:
+    """Per-sample outputs (every rank infers), then on rank 0 the model, report and summary."""
+    save_train_outputs(run_dir / "train_outputs.safetensors", trainer)
+    if not trainer.world.is_main:
+        return
+    runs.save_tensors(run_dir / "model.safetensors", trainer.state.model_tensors())
+    if trainer.cfg.run.method != "ce":  # a baseline's report: `promix issues RUN_DIR/baseline-ce`
         from .report import write_report
 
         write_report(run_dir, data)
     runs.write_json(run_dir / "summary.json", asdict(result))
-    return _baseline(cfg, data, run_dir, result, world)
-
-
-def _baseline(cfg: Config, data: Dataset, run_dir: Path, result: Result, world) -> Result:
-    """Train cfg.run.baseline in run_dir/baseline-<method> (resumed too when resuming)."""
-    if not cfg.run.baseline:
-        return result
-    path = run_dir / f"baseline-{cfg.run.baseline}"
-    resume = str(path) if cfg.run.resume and path.is_dir() else None
-    if world.is_main:
-        path.mkdir(exist_ok=resume is not None)
-    world.barrier()
-    base_cfg = replace(cfg, run=replace(cfg.run, method=cfg.run.baseline, baseline=None,
-                                        resume=resume))
-    result.baseline = train(base_cfg, data, run_dir=path)
-    if world.is_main:
-        runs.write_json(run_dir / "summary.json", asdict(result))
-    return result
-
-
-def _epoch_end(trainer: Trainer, record: dict, run_dir: Path) -> None:
-    """Metrics line (rank 0), then the checkpoint (every rank takes part; rank 0 writes)."""
-    if trainer.world.is_main:
-        runs.append_metrics(run_dir, record)
-    if checkpoint.due(trainer.cfg, record["epoch"]):
-        checkpoint.save(run_dir, trainer, record["epoch"])
-    distributed.debug_dump(trainer, record)
-
-
-def save_model(path: Path, trainer: Trainer) -> None:
-    tensors = {}
-    for k, net in enumerate(trainer.nets, start=1):
-        tensors |= {f"peer{k}.{name}": t for name, t in net.state_dict().items()}
-    tensors |= {f"priors.{name}": t for name, t in trainer.priors.state_dict().items()}
-    runs.save_tensors(path, tensors)
 
 
 def save_train_outputs(path: Path, trainer: Trainer) -> None:
-    """Final eval-mode logits of each peer on the training set, and the selection masks."""
-    outputs = trainer.infer_train()  # collective under torchrun: every rank calls it
+    """Final eval-mode logits of each peer on the training set, and the selection masks.
+    Collective under torchrun: every rank calls it, rank 0 writes."""
+    outputs = trainer.infer_train()
     if not trainer.world.is_main:
         return
     tensors = {"noisy_labels": trainer.labels}
@@ -108,24 +172,34 @@ def save_train_outputs(path: Path, trainer: Trainer) -> None:
     for k, out in enumerate(outputs, start=1):
         tensors[f"logits{k}"] = out.logits
         tensors[f"pseudo_logits{k}"] = out.pseudo_logits
-    for k, (clean, chosen) in enumerate(zip(trainer.clean, trainer.chosen, strict=True), 1):
-        tensors[f"css{k}"] = clean.to(torch.uint8)
-        tensors[f"chosen{k}"] = chosen.to(torch.uint8)
+    for k, peer in enumerate(trainer.state.selection, start=1):
+        tensors[f"css{k}"] = peer.clean.to(torch.uint8)
+        tensors[f"chosen{k}"] = peer.chosen.to(torch.uint8)
     runs.save_tensors(path, tensors)
 
 
-def load_nets(run_dir: Path, cfg: Config, *, num_classes: int, in_channels: int,
-              device="cpu") -> list[TwoHeadNet]:
-    """The trained peers of a run directory (weights from safetensors: no code executed)."""
-    tensors = runs.load_tensors(Path(run_dir) / "model.safetensors")
-    peers = sorted({name.split(".", 1)[0] for name in tensors if name.startswith("peer")})
-    kwargs = {"width": cfg.model.width} if cfg.model.name == "small_cnn" else {}
-    nets = []
-    for peer in peers:
-        net = create_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
-                           **kwargs)
-        prefix = peer + "."
-        net.load_state_dict({n[len(prefix):]: t for n, t in tensors.items()
-                             if n.startswith(prefix)})
-        nets.append(net.to(device).eval())
-    return nets
+def _baseline(cfg: Config, data: Dataset, run_dir: Path, result: Result, world,
+              callbacks: Sequence) -> Run:
+    """Train cfg.run.baseline in run_dir/baseline-<method> (resumed too when resuming)."""
+    if not cfg.run.baseline:
+        return Run(run_dir, result=result)
+    path = run_dir / f"baseline-{cfg.run.baseline}"
+    resume = str(path) if cfg.run.resume and path.is_dir() else None
+    if world.is_main:
+        path.mkdir(exist_ok=resume is not None)
+    world.barrier()
+    base_cfg = replace(cfg, run=replace(cfg.run, method=cfg.run.baseline, baseline=None,
+                                        resume=resume))
+    baseline = train_config(base_cfg, data, run_dir=path, callbacks=callbacks)
+    result.baseline = baseline.result
+    if world.is_main:
+        runs.write_json(run_dir / "summary.json", asdict(result))
+    return Run(run_dir, result=result, baseline=baseline)
+
+
+def _epoch_end(trainer: Trainer, record: dict) -> None:
+    """Metrics line (rank 0), then the checkpoint (every rank takes part; rank 0 writes)."""
+    if trainer.world.is_main:
+        runs.append_metrics(trainer.run_dir, record)
+    if checkpoint.due(trainer.cfg, record["epoch"]):
+        checkpoint.save(trainer.run_dir, trainer, record["epoch"])

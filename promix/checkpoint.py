@@ -17,18 +17,25 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import re
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from . import runs
-from .config import Config, ConfigError, apply_overrides, flatten, leaves, resolve_key, to_dict
+from .config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    flatten,
+    leaves,
+    override_pairs,
+    resolve_key,
+    to_dict,
+)
 
 FORMAT = 1
 NAME = re.compile(r"ckpt-epoch(\d+)\.json$")
@@ -56,30 +63,15 @@ def due(cfg: Config, epoch: int) -> bool:
 
 def capture(trainer, epoch: int) -> tuple[dict[str, torch.Tensor], dict]:
     """The trainer's state after `epoch`: (tensors, JSON-able state), this rank's RNG only."""
-    tensors = {}
-    for k, net in enumerate(trainer.nets, start=1):
-        tensors |= {f"peer{k}.{name}": t for name, t in net.state_dict().items()}
-    optim = trainer.optimizer.state_dict()
-    extra = {}
-    for i, entry in optim["state"].items():
-        for key, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{i}.{key}"] = value
-            else:
-                extra.setdefault(str(i), {})[key] = value
-    tensors |= {f"priors.{name}": t for name, t in trainer.priors.state_dict().items()}
-    masks = zip(trainer.clean, trainer.chosen, trainer.selected, strict=True)
-    for k, (clean, chosen, selected) in enumerate(masks, 1):
-        tensors[f"clean{k}"] = clean.to(torch.uint8)
-        tensors[f"chosen{k}"] = chosen.to(torch.uint8)
-        tensors[f"selected{k}"] = selected.to(torch.uint8)
+    train = trainer.state.state_dict()
+    tensors = {name: t for name, t in train.items() if torch.is_tensor(t)}
     tensors["noisy_labels"] = trainer.labels
     state = {
         "format": FORMAT,
         "epoch": epoch,
         "schedule": dataclasses.asdict(trainer.schedule.at(epoch)),
-        "optimizer": {"param_groups": optim["param_groups"], "state": extra},
-        "history": trainer.history,
+        "optimizer": train["optimizer"],
+        "history": train["history"],
         "config": to_dict(trainer.cfg),
         "world_size": trainer.world.size,
     }
@@ -96,68 +88,27 @@ def restore(trainer, tensors: dict[str, torch.Tensor], state: dict) -> int:
             f"the rebuilt dataset's noisy labels differ from the checkpoint's ({differ} of "
             f"{len(labels)}): the data or its noise settings changed since the run started; "
             "restore them, or start a new run")
-    for k, net in enumerate(trainer.nets, start=1):
-        prefix = f"peer{k}."
-        net.load_state_dict({n[len(prefix):]: t for n, t in tensors.items()
-                             if n.startswith(prefix)})
-    saved = state["optimizer"]
-    optim_state: dict[int, dict] = {int(i): dict(v) for i, v in saved["state"].items()}
-    for name, t in tensors.items():
-        if name.startswith("optim."):
-            _, i, key = name.split(".", 2)
-            optim_state.setdefault(int(i), {})[key] = t
-    trainer.optimizer.load_state_dict({"state": optim_state,
-                                       "param_groups": saved["param_groups"]})
-    trainer.priors.load_state_dict({name[len("priors."):]: t for name, t in tensors.items()
-                                    if name.startswith("priors.")})
-    masks = zip(trainer.clean, trainer.chosen, trainer.selected, strict=True)
-    for k, (clean, chosen, selected) in enumerate(masks, 1):
-        clean.copy_(tensors[f"clean{k}"].bool())
-        chosen.copy_(tensors[f"chosen{k}"].bool())
-        selected.copy_(tensors[f"selected{k}"].bool())
-    trainer.history = list(state["history"])
+    trainer.state.load_state_dict(
+        {name: t for name, t in tensors.items() if not name.startswith("rng.")}
+        | {"optimizer": state["optimizer"], "history": state["history"]})
     restore_rng(trainer, tensors, state)
     return state["epoch"] + 1
 
 
-def capture_rng(trainer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Every random stream of this process: Python, NumPy, torch (CPU, CUDA), the step's
-    NumPy and torch generators and the data order."""
-    version, key, gauss = random.getstate()
-    legacy = np.random.get_state(legacy=False)
-    legacy["state"]["key"] = legacy["state"]["key"].tolist()
-    tensors = {"torch": torch.get_rng_state(), "step": trainer.random.generator.get_state(),
-               "order": trainer.order.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["cuda"] = torch.cuda.get_rng_state()
-    state = {"python": [version, list(key), gauss], "numpy": legacy,
-             "step": trainer.random.rng.bit_generator.state}
-    return tensors, state
-
-
 def restore_rng(trainer, tensors: dict[str, torch.Tensor], state: dict) -> None:
+    """This rank's random streams from a checkpoint (rank r's, or only the shared data order
+    when the checkpoint had fewer processes)."""
     rank = trainer.world.rank
     if state["world_size"] != trainer.world.size:
         warnings.warn(f"the checkpoint was written by {state['world_size']} processes and this "
                       f"run has {trainer.world.size}: training continues, but its random "
                       "streams differ from an uninterrupted run's", stacklevel=2)
-    source = rank if rank < state["world_size"] else None
-    if source is None:
-        trainer.order.set_state(tensors["rng.rank0.order"])  # the data order is shared
+    if rank >= state["world_size"]:
+        trainer.state.order.set_state(tensors["rng.rank0.order"])  # the data order is shared
         return
-    prefix = f"rng.rank{source}."
-    saved = state["rng"][source]
-    version, key, gauss = saved["python"]
-    random.setstate((version, tuple(key), gauss))
-    legacy = saved["numpy"]
-    legacy["state"]["key"] = np.array(legacy["state"]["key"], dtype=np.uint32)
-    np.random.set_state(legacy)
-    trainer.random.rng.bit_generator.state = saved["step"]
-    torch.set_rng_state(tensors[prefix + "torch"])
-    trainer.random.generator.set_state(tensors[prefix + "step"])
-    trainer.order.set_state(tensors[prefix + "order"])
-    if prefix + "cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors[prefix + "cuda"])
+    prefix = f"rng.rank{rank}."
+    trainer.state.load_rng_state({n[len(prefix):]: t for n, t in tensors.items()
+                                  if n.startswith(prefix)}, state["rng"][rank])
 
 
 # ---------------------------------------------------------------------- files
@@ -168,7 +119,7 @@ def save(run_dir: Path, trainer, epoch: int) -> Path | None:
     newest `keep_checkpoints`. Returns the JSON's path on rank 0."""
     world = trainer.world
     tensors, state = capture(trainer, epoch)
-    rng_tensors, rng_state = capture_rng(trainer)
+    rng_tensors, rng_state = trainer.state.rng_state()
     states = [json.loads(b) for b in world.gather_bytes(json.dumps(rng_state).encode())]
     for name, t in rng_tensors.items():
         for r, data in enumerate(world.gather_bytes(t.cpu().numpy().tobytes())):
@@ -262,8 +213,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def resume_config(run_dir: str | Path, overrides: list[str]) -> Config:
     """The config of a run to continue, with only HARMLESS overrides allowed."""
     cfg = runs.load_config(run_dir)
-    for item in overrides:
-        key = (item[2:] if item.startswith("--") else item).split("=", 1)[0]
+    for key, _ in override_pairs(overrides):
         if resolve_key(cfg, key) not in HARMLESS:
             raise ConfigError(
                 f"--resume continues {run_dir} with its own config; '{key}' cannot change "

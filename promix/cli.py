@@ -1,9 +1,9 @@
 """promix train | eval | predict | issues | presets | config.
 
-    promix train                         the demo: embedded MNIST, 50% noise, ProMix vs CE
+    promix train                         the demo: scikit-learn's digits, 50% noise, ProMix vs CE
     promix train --preset cifar10-sym50 --root data/
     promix train --data my_images/       an image folder (root/<class>/<image>) or a CSV
-    promix train --epochs=30 --tau=0.95  any config field, by dotted path or unique leaf name
+    promix train --epochs 30 --tau=0.95  any config field, by dotted path or unique leaf name
     promix issues RUN_DIR                the wrong labels of a run, and its report.html
     promix review RUN_DIR [--serve]      review the flagged labels in a browser (docs/review.md)
     promix train ... --corrections=corrections.csv   train on the reviewed labels
@@ -15,22 +15,37 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, apply_overrides, leaves, load_preset, preset_names
+from .config import (
+    ConfigError,
+    apply_overrides,
+    leaves,
+    load_preset,
+    preset_names,
+    validate,
+)
 from .data.base import DataError
+from .fields import describe, hints
 
 DEMO_PRESET = "demo"
 USER_PRESET = "user"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="promix", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="promix", description=__doc__, allow_abbrev=False,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p_train = sub.add_parser(
-        "train", help="train and write a run directory",
-        epilog="Every config field is also an option: --field=value (e.g. --epochs=60, "
-               "--augment=graph) or --section.field=value. `promix config [--preset P]` "
-               "lists them all with their values.")
+        "train", help="train and write a run directory", allow_abbrev=False,
+        epilog="Every config field is also an option: --field=value or --field value (e.g. "
+               "--epochs=60, --augment graph) or --section.field=value. `promix config "
+               "[--preset P]` lists them all with their values.")
     p_train.add_argument("--preset", help="a preset name (`promix presets`) or a .toml file")
     p_train.add_argument("--data", help="an image folder or a CSV manifest (path,label[,split])")
     p_train.add_argument("--resume", metavar="RUN_DIR",
@@ -62,47 +77,64 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("presets", help="list the presets")
     p_cfg = sub.add_parser("config", help="print every config field of a preset")
     p_cfg.add_argument("--preset", default=DEMO_PRESET)
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, *, callbacks=()) -> int:
+    """The `promix` command. Every user error is one line on stderr and exit code 2.
+
+    callbacks: trainer callbacks for `train` (tests install them; see api.train_config).
+    """
     try:
+        args, extra = build_parser().parse_known_args(argv)
         if args.command == "train":
-            return cmd_train(args, extra)
+            return cmd_train(args, extra, callbacks=callbacks)
         if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
         return {"eval": cmd_eval, "predict": cmd_predict, "presets": cmd_presets,
                 "config": cmd_config, "issues": cmd_issues,
                 "review": cmd_review}[args.command](args)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"promix: error: {err}", file=sys.stderr)
+    except (ConfigError, DataError, OSError) as err:
+        print(f"promix: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 
-def cmd_train(args, overrides: list[str]) -> int:
+def one_line(err: Exception) -> str:
+    """An error message on one line (a list of bad files becomes '; '-separated)."""
+    text = str(err) if not isinstance(err, OSError) or not err.filename else (
+        f"{err.filename}: {err.strerror or err}")
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def cmd_train(args, overrides: list[str], *, callbacks=()) -> int:
     if args.resume:
         if args.preset or args.data:
             raise ConfigError("--resume continues a run with its own config: drop --preset/--data")
         from .checkpoint import resume_config
 
-        return run_train(resume_config(args.resume, overrides))
+        return run_train(resume_config(args.resume, overrides), callbacks=callbacks)
     preset = args.preset or (USER_PRESET if args.data else DEMO_PRESET)
     cfg = load_preset(preset)
     if args.data:
-        path = Path(args.data)
-        cfg.data.dataset = "csv" if path.suffix.lower() == ".csv" else "folder"
+        path = Path(args.data).expanduser()
+        if not path.exists():
+            raise DataError(f"--data {args.data}: no such folder or CSV file")
+        cfg.data.dataset = "csv" if path.is_file() else "folder"
         cfg.data.root = str(path)
     apply_overrides(cfg, overrides)
-    return run_train(cfg)
+    return run_train(validate(cfg), callbacks=callbacks)
 
 
-def run_train(cfg) -> int:
+def run_train(cfg, *, callbacks=()) -> int:
     """Train; under torchrun every process gets here and rank 0 prints."""
-    from .api import train
+    from .api import train_config
     from .distributed import current, shutdown
 
     finished = False
     try:
-        result = train(cfg)
+        run = train_config(cfg, callbacks=callbacks)
         if current().is_main:
-            print_result(result, cfg)
+            print_result(run.result, cfg)
         finished = True
     finally:
         shutdown(finished)
@@ -205,7 +237,8 @@ def cmd_presets(args) -> int:
 def cmd_config(args) -> int:
     cfg = load_preset(args.preset)
     for path, (owner, f) in leaves(cfg).items():
-        print(f"{path} = {getattr(owner, f.name)!r}")
+        allowed = describe(hints(type(owner))[f.name])
+        print(f"{path} = {getattr(owner, f.name)!r}  ({allowed})")
     return 0
 
 

@@ -20,14 +20,9 @@ Without torchrun `World()` is a single process and every method is a no-op.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import random
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -240,86 +235,26 @@ def shutdown(finished: bool = True) -> None:
     _WORLD = None
 
 
-def attach(trainer, world: World) -> None:
-    """Make a fresh Trainer one rank of `world`: own seed streams, rank 0's initial weights,
-    SyncBatchNorm if asked, and the per-step all-reduce hooked before the optimizer's update.
-    """
-    trainer.world = world
-    _debug_hooks(trainer)
+def join(world: World, state, *, seed: int, sync_bn: bool, device: torch.device) -> None:
+    """Make a fresh TrainState one rank of `world` (a no-op in one process): the rank's own
+    seed streams, rank 0's initial weights, SyncBatchNorm if asked, and the per-step
+    all-reduce hooked before the optimizer's update."""
     if world.size == 1:
         return
-    if not world.is_main:  # one progress bar, rank 0's
-        trainer.cfg = dataclasses.replace(
-            trainer.cfg, run=dataclasses.replace(trainer.cfg.run, progress=False))
-    run = trainer.cfg.run
-    if run.sync_bn:
-        if trainer.device.type != "cuda":
+    if sync_bn:
+        if device.type != "cuda":
             raise ConfigError("--sync_bn=true needs CUDA (PyTorch's SyncBatchNorm has no CPU "
                               "kernel); drop it or train on GPUs")
-        trainer.nets = [torch.nn.SyncBatchNorm.convert_sync_batchnorm(n) for n in trainer.nets]
-    seed = rank_seed(run.seed, world.rank)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    trainer.random = StepRandom(np.random.default_rng(seed),
-                                torch.Generator(trainer.device).manual_seed(seed))
-    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
-    buffers = [b for net in trainer.nets for b in net.buffers() if b.is_floating_point()]
-    world.broadcast_from_main(params + buffers)
-    priors = trainer.priors
+        state.nets = [torch.nn.SyncBatchNorm.convert_sync_batchnorm(n) for n in state.nets]
+    own = rank_seed(seed, world.rank)
+    random.seed(own)
+    np.random.seed(own % 2**32)
+    torch.manual_seed(own)
+    state.random = StepRandom(np.random.default_rng(own), torch.Generator(device).manual_seed(own))
+    params, synced = state.parameters(), state.synced_tensors()
+    world.broadcast_from_main(params + synced)
 
     def sync(optimizer, args, kwargs):  # after backward, before SGD's update
-        world.sync_step(params, buffers + [priors.clean, priors.unclean])
+        world.sync_step(params, synced)
 
-    trainer.optimizer.register_step_pre_hook(sync)
-
-
-# ---------------------------------------------------------------------- test and debug hooks
-
-
-def weights_digest(trainer) -> str:
-    """SHA-256 of both peers' state (weights and BN buffers) and the class priors."""
-    h = hashlib.sha256()
-    tensors = [(f"peer{k}.{name}", t) for k, net in enumerate(trainer.nets)
-               for name, t in net.state_dict().items()]
-    tensors += [("priors.clean", trainer.priors.clean), ("priors.unclean", trainer.priors.unclean)]
-    for name, t in tensors:
-        h.update(name.encode())
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
-def debug_dump(trainer, record: dict) -> None:
-    """With PROMIX_DEBUG_DIR set, every rank writes rank{r}-epoch{e}.json: its weights' digest
-    and its selection masks (tests compare ranks, and runs with different process counts)."""
-    folder = os.environ.get("PROMIX_DEBUG_DIR")
-    if not folder:
-        return
-    dump = {"epoch": record["epoch"], "rank": trainer.world.rank, "size": trainer.world.size,
-            "weights": weights_digest(trainer),
-            "clean": [_bits(m) for m in trainer.clean],
-            "chosen": [_bits(m) for m in trainer.chosen]}
-    path = Path(folder) / f"rank{trainer.world.rank}-epoch{record['epoch']:04d}.json"
-    path.write_text(json.dumps(dump))
-
-
-def _bits(mask: torch.Tensor) -> str:
-    return "".join("1" if b else "0" for b in mask.tolist())
-
-
-def _debug_hooks(trainer) -> None:
-    """PROMIX_PAUSE_AT_STEP=n: before the n-th optimizer update of this process, touch the file
-    PROMIX_PAUSE_MARKER and sleep, so a test can SIGKILL training in the middle of an epoch."""
-    at = os.environ.get("PROMIX_PAUSE_AT_STEP")
-    if not at:
-        return
-    marker, count = Path(os.environ["PROMIX_PAUSE_MARKER"]), [0]
-
-    def pause(optimizer, args, kwargs):
-        count[0] += 1
-        if count[0] == int(at):
-            marker.write_text(str(os.getpid()))
-            while True:
-                time.sleep(1)
-
-    trainer.optimizer.register_step_pre_hook(pause)
+    state.optimizer.register_step_pre_hook(sync)

@@ -14,16 +14,15 @@ from .api import load_nets
 from .data.base import DataError
 from .data.load import build_dataset
 from .hardware import autocast, resolve_device
-from .inference import accuracy, predict
+from .inference import predict
+from .metrics import ensemble_accuracy
 
 
 def _run_info(run_dir: Path):
     cfg = runs.load_config(run_dir)
     info = json.loads((run_dir / "data.json").read_text())
     device = resolve_device(cfg.run.device)
-    c = info["image_shape"][0]
-    nets = load_nets(run_dir, cfg, num_classes=len(info["classes"]), in_channels=c,
-                     device=device)
+    nets = load_nets(run_dir, cfg, device=device)
     mean = torch.tensor(info["mean"], device=device)
     std = torch.tensor(info["std"], device=device)
     return cfg, info, nets, mean, std, device
@@ -39,11 +38,7 @@ def evaluate_run(run_dir: Path) -> dict:
     ctx = autocast(device, torch.float32)
     outs = [predict(net, images, mean, std, batch_size=cfg.run.eval_batch_size, autocast=ctx)
             for net in nets]
-    record = {"test_size": len(labels), "acc": accuracy(sum(o.logits for o in outs) / len(outs),
-                                                         labels)}
-    for k, o in enumerate(outs, start=1):
-        record[f"acc_net{k}"] = accuracy(o.logits, labels)
-    return record
+    return {"test_size": len(labels)} | ensemble_accuracy(outs, labels)
 
 
 def predict_files(run_dir: Path, files: list[str]) -> list[tuple[str, str, float]]:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.augment import normalize
+from .metrics import precision_recall_f1
 from .models import TwoHeadNet
 
 
@@ -57,8 +58,6 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def selection_quality(selected: torch.Tensor, is_clean: torch.Tensor) -> dict[str, float]:
     """Precision, recall and F1 of a selected-as-clean mask against the truly clean mask."""
-    tp = float((selected & is_clean).sum())
-    precision = tp / max(float(selected.sum()), 1.0)
-    recall = tp / max(float(is_clean.sum()), 1.0)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    return {"precision": precision, "recall": recall, "f1": f1, "size": int(selected.sum())}
+    q = precision_recall_f1(float((selected & is_clean).sum()), float(selected.sum()),
+                            float(is_clean.sum()))
+    return q | {"size": int(selected.sum())}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import precision_recall_f1
+
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_adjusted")
 SOURCES = ("css", "mhcs", "lga", "none")  # values of `selected_by`, most trusted first
 
@@ -210,16 +212,12 @@ def detection_metrics(label_quality, is_label_issue, is_wrong) -> dict[str, floa
     """How well the ranking (AUROC, AUPRC of 1 - quality) and the flagged set (precision,
     recall, F1) find the truly wrong labels. All inputs (N,)."""
     flagged, wrong = np.asarray(is_label_issue, bool), np.asarray(is_wrong, bool)
-    tp = float(np.sum(flagged & wrong))
-    precision = tp / max(float(flagged.sum()), 1.0)
-    recall = tp / max(float(wrong.sum()), 1.0)
     score = 1 - np.asarray(label_quality, float)
     return {
         "auroc": auroc(score, wrong),
         "auprc": auprc(score, wrong),
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+        **precision_recall_f1(float(np.sum(flagged & wrong)), float(flagged.sum()),
+                              float(wrong.sum())),
         "flagged": int(flagged.sum()),
         "wrong": int(wrong.sum()),
     }

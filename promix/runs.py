@@ -22,10 +22,12 @@ Layout:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .config import Config, from_dict, to_dict
+from .data.base import DataError
 from .hardware import cpu_isa
 
 
@@ -46,6 +49,18 @@ def create_run_dir(cfg: Config) -> Path:
         path = Path(cfg.run.out_dir) / f"{name}-{suffix}"
     path.mkdir(parents=True)
     return path
+
+
+@contextlib.contextmanager
+def removed_on_failure(run_dir: Path, *, enabled: bool):
+    """Remove a run directory this process created when the body fails before any epoch was
+    recorded (a failed start leaves nothing behind); a run with results is kept."""
+    try:
+        yield
+    except BaseException:
+        if enabled and not (Path(run_dir) / "metrics.jsonl").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def write_json(path: Path, obj) -> None:
@@ -129,11 +144,23 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    """A safetensors file; DataError when it is missing or not a valid safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the run did not finish (train or resume it)")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise DataError(f"{path} is not a readable safetensors file ({err}): it is truncated "
+                        "or corrupted; train the run again or restore the file") from err
 
 
 def load_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a promix run directory (no config.json)")
-    return from_dict(json.loads(path.read_text()))
+    try:
+        table = json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(f"{path} is not valid JSON ({err}): restore it from the run") from err
+    return from_dict(table)

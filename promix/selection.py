@@ -61,11 +61,16 @@ def class_small_loss(
     return rank_within_class(loss, labels) < quota[labels]
 
 
+def high_confidence(probs: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    """MHCS's test: p_i[ỹ_i] > τ (strict), SPEC §6.3. probs (B, C), labels (B,) -> (B,) bool."""
+    return probs.gather(1, labels[:, None]).squeeze(1) > tau
+
+
 def matched_high_confidence(
     clean: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor, tau: float
 ) -> torch.Tensor:
-    """MHCS: m_i = s_i or p_i[ỹ_i] > τ (strict), SPEC §6.3. probs: (B, C) raw primary probs."""
-    return clean | (probs.gather(1, labels[:, None]).squeeze(1) > tau)
+    """MHCS: m_i = s_i or p_i[ỹ_i] > τ, SPEC §6.3. probs: (B, C) raw primary probs."""
+    return clean | high_confidence(probs, labels, tau)
 
 
 def agreement_candidates(

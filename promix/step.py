@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -75,9 +75,7 @@ def train_step(
     autocast=None,
 ) -> tuple[dict[str, float], list[torch.Tensor]]:
     """One ProMix step. clean[k]: (N,) bool CSS mask s_k of peer k over the whole dataset.
-
-    Returns the named loss terms and each peer's final chosen mask over the batch (B,).
-    """
+    Returns the named loss terms and each peer's final chosen mask over the batch (B,)."""
     autocast = autocast or contextlib.nullcontext()
     y = batch.label
     with autocast:  # §6.1: both peers' weak passes first, since LGA compares their predictions
@@ -106,7 +104,7 @@ def train_step(
     # summation order) with at most two batch-sized graphs alive (the other peer's weak pass and
     # the current one) instead of all twelve. Per net the forward order of §6.6 (weak, strong, the
     # mix passes), hence every BN update, and the order of the random draws are unchanged.
-    terms = {}
+    terms, losses = {}, []
     optimizer.zero_grad(set_to_none=True)
     for k, net in enumerate(nets):
         peer = {}
@@ -117,12 +115,13 @@ def train_step(
             share = weighted_sum(pass_terms.values())
             if share.requires_grad:  # not so only for a constant 0 share (CR ablated, no h_AP)
                 share.backward()  # frees this pass's saved activations
-            peer |= {name: Term(t.weight, t.value.detach()) for name, t in pass_terms.items()}
+            peer |= {name: t._replace(value=t.value.detach()) for name, t in pass_terms.items()}
         priors.update(k, probs[k], chosen[k])  # §6.7: after L_k is formed
-        terms |= {f"{name}_{k + 1}": v for name, v in peer_totals(peer, sched.w).items()}
-    loss = sum(v for name, v in terms.items() if name.startswith(("loss_h", "loss_ap")))
+        totals = peer_totals(peer, sched.w)
+        losses += [totals["loss_h"], totals["loss_ap"]]  # L_k = L_h + L_ap
+        terms |= {f"{name}_{k + 1}": v for name, v in totals.items()}
     optimizer.step()
-    return floats(terms | {"loss": loss}), chosen
+    return floats(terms | {"loss": sum(losses)}), chosen  # L = L_1 + L_2
 
 
 def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -132,9 +131,10 @@ def floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 class Term(NamedTuple):
-    """One named loss term and its weight in the peer's loss L_h + L_ap."""
+    """One loss term of a peer: the objective it belongs to and its weight there."""
 
-    weight: float
+    objective: Literal["h", "ap"]  # L_h (primary head) or L_ap (auxiliary pseudo head)
+    weight: float  # 1, the ramp weight w, or λ_u (times w for the strong view's UNL)
     value: torch.Tensor  # 0-d
 
 
@@ -161,32 +161,35 @@ def peer_passes(
     weighted sum is the pass's share of the peer's loss L_h + L_ap, where
         L_h  = CE + w (CR + MIX + FMIX)
         L_ap = CE_ap + w (CR_ap + MIX_ap + FMIX_ap) + λ_u (UNL_w + w UNL_s)
-    The weights are written here only; `peer_totals` sums them for the log. Terms of the
-    pseudo head end in "_ap", the unlabeled terms start with "unl". The weak pass comes from
-    the caller.
+    Each Term names its objective and carries its weight, written here only; `peer_totals`
+    sums them for the log. The weak pass comes from the caller.
     """
-    alpha, w, lam = cfg.debias_output, sched.w, sched.lambda_u
+    debias_strength = cfg.debias_output  # α of adj(z, π, α) = z + α log π
+    w, lambda_u = sched.w, sched.lambda_u  # ramp weight of CR/MIX/FMIX; unlabeled weight
     unchosen = ~chosen
     with torch.no_grad():  # r = Sharpen(σ(z̄ - β log π^u), T): the primary head's guess
         r = sharpen(debiased_probs(weak_out.logits, prior_u, cfg.debias_pl), cfg.sharpen_t)
 
     def labeled(logits):
-        return masked_mean(soft_ce(adjust_logits(logits, prior_c, alpha), targets), chosen)
+        adjusted = adjust_logits(logits, prior_c, debias_strength)
+        return masked_mean(soft_ce(adjusted, targets), chosen)
 
-    def main_pass(out: Heads, name: str, weight: float, on: bool = True) -> dict[str, Term]:
+    def main_pass(out: Heads, name: str, unl: str, weight: float,
+                  on: bool = True) -> dict[str, Term]:
         """The weak (CE, UNL_w; weight 1) or strong (CR, UNL_s; weight w) pass."""
-        logits = {name: out.logits} | ({f"{name}_ap": out.pseudo_logits} if cfg.pseudo_head else {})
         zero = torch.zeros((), device=out.logits.device)
-        terms = {n: Term(weight, labeled(z) if on else zero) for n, z in logits.items()}
+        terms = {name: Term("h", weight, labeled(out.logits) if on else zero)}
         if cfg.pseudo_head:
-            unl = soft_ce(adjust_logits(out.pseudo_logits, prior_u, alpha), r)
-            terms[f"unl_{name}"] = Term(lam * weight, masked_mean(unl, unchosen))
+            terms[f"{name}_ap"] = Term("ap", weight, labeled(out.pseudo_logits) if on else zero)
+            guess = soft_ce(adjust_logits(out.pseudo_logits, prior_u, debias_strength), r)
+            terms[unl] = Term("ap", lambda_u * weight, masked_mean(guess, unchosen))
         return terms
 
-    yield main_pass(weak_out, "ce", 1.0)
+    yield main_pass(weak_out, "ce", "unl_w", 1.0)
     with autocast:
         strong_out = net(batch.strong)
-    yield main_pass(strong_out, "cr", w, on=cfg.consistency)  # the ablation drops CR, not UNL_s
+    # the consistency ablation drops CR, not UNL_s
+    yield main_pass(strong_out, "cr", "unl_s", w, on=cfg.consistency)
     yield from mixed_passes(net, batch.weak[chosen], targets[chosen], prior_c, w, cfg, random,
                             autocast)
 
@@ -198,12 +201,14 @@ def peer_totals(terms: dict[str, Term], w: float) -> dict[str, torch.Tensor]:
     out = {name: zero for name in ("ce", "cr", "mix", "fmix")}
     if "ce_ap" in terms:  # the pseudo head is on
         out |= {name: zero for name in ("ce_ap", "cr_ap", "mix_ap", "fmix_ap")}
-        out["unl"] = terms["unl_ce"].value + w * terms["unl_cr"].value
-    out |= {name: t.value for name, t in terms.items() if not name.startswith("unl")}
-    in_ap = {name: name.endswith("_ap") or name.startswith("unl") for name in terms}
-    ap = [t for name, t in terms.items() if in_ap[name]]
-    h = [t for name, t in terms.items() if not in_ap[name]]
+        out["unl"] = terms["unl_w"].value + w * terms["unl_s"].value
+    out |= {name: t.value for name, t in terms.items() if name not in UNL_PARTS}
+    h = [t for t in terms.values() if t.objective == "h"]
+    ap = [t for t in terms.values() if t.objective == "ap"]
     return out | {"loss_h": weighted_sum(h), "loss_ap": weighted_sum(ap) if ap else zero}
+
+
+UNL_PARTS = ("unl_w", "unl_s")  # logged together, as UNL = UNL_w + w UNL_s
 
 
 def mixed_passes(net, x, t, prior_c, w: float, cfg: ProMixConfig, random: StepRandom, autocast):
@@ -231,5 +236,5 @@ def mixed_passes(net, x, t, prior_c, w: float, cfg: ProMixConfig, random: StepRa
         for head in pass_heads:
             logits = out.logits if head == "h" else out.pseudo_logits
             loss = soft_ce(adjust_logits(logits, prior_c, cfg.debias_output), mixed.targets)
-            terms[name if head == "h" else f"{name}_ap"] = Term(w, loss.mean())
+            terms[name if head == "h" else f"{name}_ap"] = Term(head, w, loss.mean())
         yield terms

@@ -1,69 +1,60 @@
 """The epoch loop: selection pass, training steps, evaluation, logging (SPEC §3-§9).
 
 Training images live on the device as one uint8 tensor; every epoch draws a permutation,
-builds the weak and strong views in batches on the device and calls the step. Nothing is
-re-read from disk, and no dataset is rebuilt.
+builds the weak and strong views in batches on the device and calls the method's step
+(methods.py: ProMix, or a baseline). Nothing is re-read from disk, and no dataset is rebuilt.
+The Trainer owns the `TrainState` (state.py); checkpoints, model files and the torchrun sync
+go through it. Callbacks (`on_start`, `on_batch_end`, `on_epoch_end`) watch or pause a run.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError
-from .coteaching import coteaching_step, forget_rate_at, resolve_forget_rate
-from .data.augment import normalize, render_strong, strong_view, weak_view
+from .config import Config
+from .data.augment import normalize, strong_renderer, strong_view, weak_view
 from .data.base import Dataset
 from .data.load import flip_default
 from .debias import PriorState
-from .distributed import World
-from .hardware import CudaGraphed, autocast, resolve_device, resolve_precision, seed_everything
-from .inference import PeerOutputs, accuracy, predict, selection_quality
+from .distributed import World, join
+from .hardware import autocast, resolve_device, resolve_precision, seed_everything
+from .inference import PeerOutputs, predict, selection_quality
+from .methods import create_method
+from .metrics import ensemble_accuracy
 from .models import TwoHeadNet, create_model
+from .results import Result
 from .schedules import EpochSchedule, Schedule, prior_momentum
-from .selection import auto_rho, class_quotas, class_small_loss, gmm_clean, lenient_rho
-from .step import Batch, StepRandom, train_step, warmup_step
-
-
-def strong_renderer(mode: str, device: torch.device):
-    """The strong view's `render` for run.augment (config.py): identical pixels, other speed."""
-    if mode == "auto":
-        mode = "graph" if device.type == "cuda" else "grouped"
-    if mode == "graph":
-        if device.type != "cuda":
-            raise ConfigError("--augment=graph needs a CUDA device; use grouped or dense on a CPU")
-        return CudaGraphed(functools.partial(render_strong, dense=True))
-    return functools.partial(render_strong, dense=mode == "dense")
-
-
-@dataclass
-class Result:
-    """What a finished run returns (also in summary.json)."""
-
-    method: str
-    test_accuracy: float | None  # last epoch: ensemble of primary heads (Acc Mean)
-    best_test_accuracy: float | None
-    selection: dict = field(default_factory=dict)  # final clean selection vs true labels
-    epochs: int = 0
-    seconds: float = 0.0
-    run_dir: str | None = None
-    baseline: Result | None = None  # the same data trained with cfg.run.baseline
+from .selection import (
+    auto_rho,
+    class_quotas,
+    class_small_loss,
+    gmm_clean,
+    lenient_rho,
+    matched_high_confidence,
+)
+from .state import PeerSelection, TrainState
+from .step import Batch, StepRandom
 
 
 class Trainer:
-    def __init__(self, cfg: Config, data: Dataset, run_dir: Path | None = None):
+    def __init__(self, cfg: Config, data: Dataset, run_dir: Path | None = None, *,
+                 world: World | None = None, callbacks=()):
+        """world: this process's place in a torchrun job (a single process when None)."""
         self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        self.world = world or World()
+        self.callbacks = list(callbacks)
+        self.method = create_method(cfg, data.noise)
         run = cfg.run
         seed_everything(run.seed, deterministic=run.deterministic)
         self.device = resolve_device(run.device)
         self.dtype = resolve_precision(run.precision, self.device)
         self.autocast = autocast(self.device, self.dtype)
+        self.progress = run.progress and self.world.is_main  # one progress bar, rank 0's
         self.images = data.train.images.to(self.device)  # (N, C, H, W) uint8
         self.labels = data.train.labels.to(self.device)  # noisy ỹ
         # Moved to the device once, not at every epoch's evaluation and selection pass.
@@ -82,33 +73,35 @@ class Trainer:
         self.flip = flip_default(cfg.data)
         self.render = strong_renderer(run.augment, self.device)
         self.num_classes = data.num_classes
-        n_nets = 1 if run.method == "ce" else 2
-        self.nets = [self._model() for _ in range(n_nets)]
-        self.optimizer = torch.optim.SGD(
-            [{"params": net.parameters()} for net in self.nets],  # one group per peer
+        nets = [self._model() for _ in range(self.method.peers)]
+        optimizer = torch.optim.SGD(
+            [{"params": net.parameters()} for net in nets],  # one group per peer
             lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
         )
         self.schedule = Schedule(
             cfg.schedule, cfg.promix, cfg.optim.lr, cfg.optim.lr * cfg.optim.lr_min_factor
         )
         steps = max(len(self.labels) // self.batch_size, 1)
-        self.priors = PriorState.uniform(
+        priors = PriorState.uniform(
             self.num_classes, prior_momentum(cfg.schedule, steps), device=self.device
         )
-        self.random = StepRandom(
-            np.random.default_rng(run.seed),
-            torch.Generator(self.device).manual_seed(run.seed),
+        self.state = TrainState(
+            nets=nets, optimizer=optimizer, priors=priors,
+            selection=[PeerSelection.everything(len(self.labels), self.device) for _ in nets],
+            random=StepRandom(np.random.default_rng(run.seed),
+                              torch.Generator(self.device).manual_seed(run.seed)),
+            order=torch.Generator().manual_seed(run.seed + 1),  # data order, on the CPU
         )
-        self.order = torch.Generator().manual_seed(run.seed + 1)  # data order, on the CPU
-        self.history: list[dict] = []
-        self.clean = [torch.ones_like(self.labels, dtype=torch.bool) for _ in self.nets]
-        self.chosen = [c.clone() for c in self.clean]  # last step-level L_k (incl. LGA)
-        self.selected = [c.clone() for c in self.clean]  # CSS ∪ MHCS of the last selection pass
-        self.world = World()  # rank and process count; distributed.attach sets it under torchrun
+        join(self.world, self.state, seed=run.seed, sync_bn=run.sync_bn, device=self.device)
 
     @property
     def batch_size(self) -> int:
         return min(self.cfg.optim.batch_size, len(self.data.train))
+
+    @property
+    def history(self) -> list[dict]:
+        """One record per finished epoch (what metrics.jsonl holds)."""
+        return self.state.history
 
     def _model(self) -> TwoHeadNet:
         m = self.cfg.model
@@ -126,35 +119,36 @@ class Trainer:
 
     def fit(self, start_epoch: int = 0, on_epoch=None, stop_epoch: int | None = None) -> Result:
         """Train epochs [start_epoch, stop_epoch) of the run (all of them by default); the
-        schedule is always the whole run's, so stopping early does not rescale it."""
+        schedule is always the whole run's, so stopping early does not rescale it.
+        on_epoch(trainer, record) runs after each epoch, before the callbacks' on_epoch_end."""
         t0 = time.perf_counter()
+        self._callback("on_start")
         for epoch in range(start_epoch, stop_epoch or self.cfg.schedule.epochs):
             sched = self.schedule.at(epoch)
-            for group in self.optimizer.param_groups:
+            for group in self.state.optimizer.param_groups:
                 group["lr"] = sched.lr
-            record = {"epoch": epoch, "lr": sched.lr, "phase": self.phase(sched)}
+            record = {"epoch": epoch, "lr": sched.lr, "phase": self.method.phase(sched)}
             tick = time.perf_counter()
             if record["phase"] == "promix":
                 record |= self.select(sched)
             record |= self.train_epoch(sched)
             record["train_seconds"] = time.perf_counter() - tick
             record |= self.evaluate()
-            self.history.append(record)
+            self.state.history.append(record)
             if on_epoch is not None:
                 on_epoch(self, record)
+            self._callback("on_epoch_end", record)
         return self.result(time.perf_counter() - t0)
 
-    def phase(self, sched: EpochSchedule) -> str:
-        if self.cfg.run.method == "coteaching":  # no warm-up: R(T) ramps from 1 instead
-            return "coteaching"
-        if self.cfg.run.method == "ce" or sched.warmup:
-            return "warmup"
-        return "promix"
+    def _callback(self, event: str, *args) -> None:
+        for callback in self.callbacks:
+            if hasattr(callback, event):
+                getattr(callback, event)(self, *args)
 
     def batches(self, drop_last: bool):
         """Index batches of a fresh permutation; the warm-up keeps the last partial batch."""
         n, b = len(self.labels), self.batch_size
-        perm = torch.randperm(n, generator=self.order).to(self.device)
+        perm = torch.randperm(n, generator=self.state.order).to(self.device)
         stop = n - n % b if drop_last else n
         bounds = [*range(0, stop, b), stop]
         if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
@@ -166,7 +160,7 @@ class Trainer:
 
     def views(self, index: torch.Tensor, strong: bool) -> Batch:
         x = self.images[index]
-        g, cl = self.random.generator, self.cfg.run.channels_last
+        g, cl = self.state.random.generator, self.cfg.run.channels_last
         weak = normalize(weak_view(x, generator=g, flip=self.flip), self.mean, self.std,
                          channels_last=cl)
         strong_x = None
@@ -176,49 +170,31 @@ class Trainer:
         return Batch(weak, strong_x, self.labels[index], index)
 
     def train_epoch(self, sched: EpochSchedule) -> dict:
-        promix = self.phase(sched) == "promix"
-        penalty = self.cfg.promix.conf_penalty if self.cfg.run.method != "ce" else "none"
-        for net in self.nets:
+        promix = self.method.phase(sched) == "promix"
+        for net in self.state.nets:
             net.train()
         sums: dict[str, float] = {}
         steps = 0
         batches = list(self.batches(drop_last=promix))
         bar = tqdm(batches, desc=f"epoch {sched.epoch}", leave=False,
-                   disable=not self.cfg.run.progress, unit="batch")
+                   disable=not self.progress, unit="batch")
         for index in bar:
             batch = self.views(index, strong=promix)
-            if promix:
-                terms, chosen = train_step(
-                    self.nets, self.optimizer, batch, clean=self.clean, priors=self.priors,
-                    sched=sched, cfg=self.cfg.promix, random=self.random,
-                    autocast=self.autocast,
-                )
-                for k, mask in enumerate(chosen):
-                    self.chosen[k][index] = mask
-            elif self.cfg.run.method == "coteaching":
-                terms = coteaching_step(self.nets, self.optimizer, batch, autocast=self.autocast,
-                                        forget_rate=self.forget_rate(sched.epoch))
-            else:
-                terms = warmup_step(self.nets, self.optimizer, batch, penalty=penalty,
-                                    autocast=self.autocast)
+            terms = self.method.step(self.state, batch, sched, autocast=self.autocast)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
+            self._callback("on_batch_end")
             bar.set_postfix(loss=f"{terms['loss']:.3f}")
-        self.world.merge_chosen(self.chosen)  # each rank set the masks of its own shards
+        # each rank set the chosen masks of its own shards
+        self.world.merge_chosen([peer.chosen for peer in self.state.selection])
         sums = self.world.average(sums)
         record = {f"loss/{name}": v / max(steps, 1) for name, v in sums.items()}
         if promix:  # the final chosen set L_k of each peer's last step per sample, LGA included
-            for k, mask in enumerate(self.chosen, start=1):  # (SPEC §13.5's third set)
-                record[f"selected/chosen_{k}"] = int(mask.sum())
-                record |= self._quality(f"chosen_{k}", mask)
+            for k, peer in enumerate(self.state.selection, start=1):  # (SPEC §13.5's 3rd set)
+                record[f"selected/chosen_{k}"] = int(peer.chosen.sum())
+                record |= self._quality(f"chosen_{k}", peer.chosen)
         return record
-
-    def forget_rate(self, epoch: int) -> float:
-        """Co-teaching's 1 - R(T) at this epoch (promix/coteaching.py)."""
-        c = self.cfg.coteaching
-        return forget_rate_at(epoch, self.cfg.schedule.epochs, ramp_frac=c.forget_ramp_frac,
-                              tau_f=resolve_forget_rate(c, self.data.noise))
 
     # ------------------------------------------------------------------ selection (SPEC §5)
 
@@ -229,7 +205,7 @@ class Trainer:
                 predict(net, images, self.mean, self.std, batch_size=self.cfg.run.eval_batch_size,
                         autocast=self.autocast, channels_last=self.cfg.run.channels_last),
                 len(self.images))
-            for net in self.nets
+            for net in self.state.nets
         ]
 
     def select(self, sched: EpochSchedule) -> dict:
@@ -240,12 +216,12 @@ class Trainer:
         css_fixed = p.selection != "gmm" and p.rho_mode == "fixed"
         record = {"rho": sched.rho} if css_fixed else {}
         outputs = self.infer_train()
-        for k, out in enumerate(outputs):
+        for k, (out, peer) in enumerate(zip(outputs, self.state.selection, strict=True)):
             loss = out.losses(self.labels)
             if self.log_label_prior is not None:
                 loss = loss - self.log_label_prior.to(loss.dtype)
             if p.selection == "gmm":
-                self.clean[k] = gmm_clean(loss)
+                peer.clean = gmm_clean(loss)
             else:
                 rho = sched.rho
                 if p.rho_mode != "fixed":
@@ -259,16 +235,16 @@ class Trainer:
                     record[key] = rho.tolist()
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
-                self.clean[k] = class_small_loss(loss, self.labels, quota)
+                peer.clean = class_small_loss(loss, self.labels, quota)
             if self.verified is not None:
-                self.clean[k] |= self.verified
-            confident = out.probs.gather(1, self.labels[:, None]).squeeze(1) > p.tau
-            self.chosen[k] = self.clean[k] | confident if p.mhcs else self.clean[k].clone()
-            self.selected[k] = self.chosen[k].clone()
-            record[f"selected/css_{k + 1}"] = int(self.clean[k].sum())
-            record[f"selected/mhcs_{k + 1}"] = int(self.chosen[k].sum())
-            record |= self._quality(f"css_{k + 1}", self.clean[k])
-            record |= self._quality(f"mhcs_{k + 1}", self.chosen[k])
+                peer.clean |= self.verified
+            peer.chosen = (matched_high_confidence(peer.clean, out.probs, self.labels, p.tau)
+                           if p.mhcs else peer.clean.clone())
+            peer.selected = peer.chosen.clone()
+            record[f"selected/css_{k + 1}"] = int(peer.clean.sum())
+            record[f"selected/mhcs_{k + 1}"] = int(peer.chosen.sum())
+            record |= self._quality(f"css_{k + 1}", peer.clean)
+            record |= self._quality(f"mhcs_{k + 1}", peer.chosen)
         return record
 
     def estimate_rho(self, loss: torch.Tensor) -> torch.Tensor:
@@ -281,7 +257,7 @@ class Trainer:
 
     def last_record(self, key: str):
         """The latest value of `key` in the history (restored on resume), or None."""
-        return next((r[key] for r in reversed(self.history) if key in r), None)
+        return next((r[key] for r in reversed(self.state.history) if key in r), None)
 
     def _quality(self, name: str, mask: torch.Tensor) -> dict:
         if self.is_clean is None:
@@ -299,30 +275,26 @@ class Trainer:
             predict(net, images, self.mean, self.std,
                     batch_size=self.cfg.run.eval_batch_size, autocast=self.autocast,
                     channels_last=self.cfg.run.channels_last)
-            for net in self.nets
+            for net in self.state.nets
         ]
-        mean_logits = sum(o.logits for o in outs) / len(outs)
-        record = {"test/acc": accuracy(mean_logits, labels)}  # Acc Mean
-        for k, o in enumerate(outs, start=1):
-            record[f"test/acc_net{k}"] = accuracy(o.logits, labels)
-            if self.cfg.run.method == "promix":
-                record[f"test/acc_pseudo{k}"] = accuracy(o.pseudo_logits, labels)
-        return record
+        scores = ensemble_accuracy(outs, labels, pseudo=self.method.name == "promix")
+        return {f"test/{name}": value for name, value in scores.items()}
 
     def result(self, seconds: float) -> Result:
-        accs = [r["test/acc"] for r in self.history if "test/acc" in r]
+        accs = [r["test/acc"] for r in self.state.history if "test/acc" in r]
         selection = {}
-        if self.is_clean is not None and self.cfg.run.method == "promix":
+        if self.is_clean is not None and self.method.name == "promix":
             # The clean selection: samples trained on their given label (LGA's additions are
             # relabelled, so they are not "selected as clean").
-            per_peer = [selection_quality(c, self.is_clean) for c in self.selected]
+            per_peer = [selection_quality(peer.selected, self.is_clean)
+                        for peer in self.state.selection]
             selection = {key: float(np.mean([q[key] for q in per_peer])) for key in per_peer[0]}
         return Result(
             method=self.cfg.run.method,
             test_accuracy=accs[-1] if accs else None,
             best_test_accuracy=max(accs) if accs else None,
             selection=selection,
-            epochs=len(self.history),
+            epochs=len(self.state.history),
             seconds=seconds,
             run_dir=str(self.run_dir) if self.run_dir else None,
         )

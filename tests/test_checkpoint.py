@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,8 +62,9 @@ def test_resume_from_each_epoch_matches_the_uninterrupted_run(trained, data):
         for name, t in want_tensors.items():
             assert torch.equal(got[name], t), (epoch, name)
         assert untimed(again.history) == untimed(full.history)
-        assert torch.equal(again.random.generator.get_state(), full.random.generator.get_state())
-        assert again.random.rng.bit_generator.state == full.random.rng.bit_generator.state
+        mine, want = again.state.random, full.state.random
+        assert torch.equal(mine.generator.get_state(), want.generator.get_state())
+        assert mine.rng.bit_generator.state == want.rng.bit_generator.state
 
 
 def test_round_trip_restores_every_stream(trained, data):
@@ -73,13 +75,14 @@ def test_round_trip_restores_every_stream(trained, data):
     draws = []
     for t in (full, again):
         checkpoint.restore_rng(t, tensors, state)  # the same point in every stream
-        draws.append((torch.rand(3).tolist(), t.random.rng.random(),
-                      torch.randperm(5, generator=t.order).tolist(),
-                      torch.rand(2, generator=t.random.generator,
-                                 device=t.random.generator.device).tolist()))
+        s = t.state
+        draws.append((torch.rand(3).tolist(), s.random.rng.random(),
+                      torch.randperm(5, generator=s.order).tolist(),
+                      torch.rand(2, generator=s.random.generator,
+                                 device=s.random.generator.device).tolist()))
     assert draws[0] == draws[1]
-    assert again.priors.clean.shape == (2, 10)
-    assert torch.equal(again.priors.clean, full.priors.clean)
+    assert again.state.priors.clean.shape == (2, 10)
+    assert torch.equal(again.state.priors.clean, full.state.priors.clean)
     assert again.history == full.history
 
 
@@ -181,8 +184,11 @@ def test_resume_allows_only_harmless_overrides(tmp_path, override, ok):
 # ---------------------------------------------------------------------- through the real CLI
 
 
-def promix_cli(*args, cwd, env=None, wait=True):
-    cmd = [sys.executable, "-m", "promix", "train", *args]
+HOOKS = Path(__file__).with_name("hooks.py")  # promix's CLI with test callbacks installed
+
+
+def promix_cli(*args, cwd, env=None, wait=True, hooks=()):
+    cmd = [sys.executable, str(HOOKS), *hooks, "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -199,10 +205,10 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert full.returncode == 0, full.stderr
 
     # 200 samples, B = 32: warm-up epochs take 7 steps (last batch kept), ProMix epochs 6.
-    # Pause before step 7 + 7 + 6 + 3 = 23, the 3rd of 6 steps of epoch 3, and SIGKILL there.
+    # Pause after step 7 + 7 + 6 + 2 = 22, the 2nd of 6 steps of epoch 3, and SIGKILL there.
     marker = tmp_path / "paused"
-    env = {"PROMIX_PAUSE_AT_STEP": "23", "PROMIX_PAUSE_MARKER": str(marker)}
-    proc = promix_cli(*args, "--run.name=killed", cwd=tmp_path, env=env, wait=False)
+    proc = promix_cli(*args, "--run.name=killed", cwd=tmp_path, wait=False,
+                      hooks=["--pause-after=22", f"--marker={marker}"])
     try:
         for _ in range(1200):
             if marker.exists() or proc.poll() is not None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from promix.api import train
+from promix.api import train_config
 from promix.config import Config, CoteachingConfig, apply_overrides
 from promix.coteaching import (
     DEFAULT_FORGET_RATE,
@@ -115,7 +115,7 @@ def test_end_to_end_through_the_api(tmp_path):
         "--per_class=20", "--epochs=4", "--warmup_epochs=1", "--width=4", "--batch_size=32",
         "--progress=false", "--method=coteaching", "--checkpoint_every=0",
     ])
-    result = train(cfg, run_dir=tmp_path)
+    result = train_config(cfg, run_dir=tmp_path).result
     assert result.method == "coteaching" and result.epochs == 4
     assert 0.0 <= result.test_accuracy <= 1.0
     metrics = read_metrics(tmp_path)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ import torch
 from promix import checkpoint
 from promix.config import ConfigError, apply_overrides, load_preset
 from promix.data.load import build_dataset
-from promix.distributed import World, attach, rank_seed, shard_bounds
+from promix.distributed import World, rank_seed, shard_bounds
 from promix.runs import load_config, load_tensors, read_metrics
 from promix.trainer import Trainer
 
@@ -37,9 +38,13 @@ EPOCHS = range(4)
 PROMIX_EPOCHS = (2, 3)
 
 
-def launch(args, *, nproc, cwd, env=None):
+HOOKS = Path(__file__).with_name("hooks.py")  # promix's CLI with test callbacks installed
+
+
+def launch(args, *, nproc, cwd, env=None, debug=None):
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = [sys.executable, *(launcher if nproc > 1 else []), "-m", "promix", "train", *args]
+    hooks = [f"--debug-dir={debug}"] if debug else []
+    cmd = [sys.executable, *(launcher if nproc > 1 else []), str(HOOKS), *hooks, "train", *args]
     # PYTHONFAULTHANDLER: a rank that aborts (SIGABRT) prints where each of its threads was
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -48,7 +53,7 @@ def launch(args, *, nproc, cwd, env=None):
 def train(out, name, debug, nproc):
     debug.mkdir()
     return launch([*ARGS, f"--out_dir={out}", f"--run.name={name}"], nproc=nproc, cwd=out,
-                  env={"PROMIX_DEBUG_DIR": str(debug)})
+                  debug=debug)
 
 
 def failure(proc):
@@ -110,7 +115,8 @@ def test_sharded_selection_equals_one_process_given_the_same_weights(jobs):
                 warnings.simplefilter("ignore")  # 2 ranks' streams into 1 process: expected
                 checkpoint.restore(trainer, *checkpoint.load(path))
             trainer.select(trainer.schedule.at(e))
-            for k, clean in enumerate(trainer.clean):
+            for k, peer in enumerate(trainer.state.selection):
+                clean = peer.clean
                 assert "".join("1" if b else "0" for b in clean.tolist()) == rank0[e]["clean"][k]
     finally:
         torch.set_num_threads(threads)
@@ -183,9 +189,8 @@ def test_a_batch_smaller_than_the_world_is_skipped_by_every_rank():
 
 def test_sync_bn_on_cpu_is_refused_before_any_collective():
     cfg = apply_overrides(load_preset("demo"), ARGS + ["--sync_bn=true"])
-    trainer = Trainer(cfg, build_dataset(cfg.data))
     with pytest.raises(ConfigError, match="needs CUDA"):
-        attach(trainer, World(rank=0, size=2))
+        Trainer(cfg, build_dataset(cfg.data), world=World(rank=0, size=2))
 
 
 @pytest.mark.slow
@@ -198,7 +203,7 @@ def test_nccl_ranks_hold_the_same_weights(tmp_path, sync_bn):
     debug = tmp_path / "debug"
     debug.mkdir()
     proc = launch([*args, f"--out_dir={tmp_path}", "--run.name=nccl"], nproc=2, cwd=tmp_path,
-                  env={"PROMIX_DEBUG_DIR": str(debug)})
+                  debug=debug)
     assert proc.returncode == 0, failure(proc)
     rank0, rank1 = (dumps(debug, r) for r in (0, 1))
     for e in EPOCHS:

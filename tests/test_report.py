@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from promix import find_label_issues
-from promix.api import train
+from promix.api import train_config
 from promix.cli import main
 from promix.config import apply_overrides, load_preset
 from promix.data.load import build_dataset
@@ -36,7 +36,7 @@ def run(tmp_path_factory):
     cfg = apply_overrides(load_preset("demo"), TINY + [f"--out_dir={tmp_path_factory.mktemp('r')}"])
     data = build_dataset(cfg.data)
     data = replace(data, test=data.test.subset(torch.arange(200)))  # a faster evaluation
-    result = train(cfg, data)
+    result = train_config(cfg, data)
     return Path(result.run_dir), data
 
 

@@ -251,5 +251,5 @@ def test_trainer_selection_hooks(verified, prior, expected):
     margins = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
     trainer.infer_train = lambda: fixed_outputs([[m, 0.0] for m in margins])
     trainer.select(Schedule(cfg.schedule, cfg.promix, 0.1, 0.0).at(15))
-    for mask in trainer.clean:
+    for mask in [peer.clean for peer in trainer.state.selection]:
         assert mask.int().tolist() == expected

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import promix.methods
 import promix.trainer
 from promix.config import Config
 from promix.data.base import Dataset, ImageSet
@@ -56,6 +57,11 @@ def sched(rho=0.34):
     return EpochSchedule(epoch=3, lr=0.1, warmup=False, rho=rho, w=1.0, lambda_u=0.1, lga=False)
 
 
+def masks(t, name):
+    """Each peer's `name` mask (clean, chosen or selected) from the trainer's state."""
+    return [getattr(peer, name) for peer in t.state.selection]
+
+
 def members(mask):
     return [i for i, m in enumerate(mask.tolist()) if m]
 
@@ -69,10 +75,10 @@ def quality(selected):
 def test_css_then_mhcs_per_peer(monkeypatch):
     t = trainer(monkeypatch)
     record = t.select(sched())
-    assert [members(m) for m in t.clean] == CSS
-    assert [members(m) for m in t.chosen] == MHCS
-    assert [members(m) for m in t.selected] == MHCS
-    assert t.chosen[0] is not t.selected[0]  # the step overwrites chosen, not selected
+    assert [members(m) for m in masks(t, "clean")] == CSS
+    assert [members(m) for m in masks(t, "chosen")] == MHCS
+    assert [members(m) for m in masks(t, "selected")] == MHCS
+    assert masks(t, "chosen")[0] is not masks(t, "selected")[0]  # the step overwrites chosen, not selected
     assert record["rho"] == 0.34
     assert {key for key in record if key.startswith("select/")} == {
         f"select/{name}_{k}/{q}" for name in ("css", "mhcs") for k in (1, 2)
@@ -93,24 +99,24 @@ def test_mhcs_in_the_selection_pass_is_strict(monkeypatch):
     tau = float(outputs(0).probs[0, 0])
     t = trainer(monkeypatch, tau=tau)
     t.select(sched())
-    assert members(t.chosen[0]) == CSS[0]
+    assert members(masks(t, "chosen")[0]) == CSS[0]
     t = trainer(monkeypatch, tau=tau - 1e-6)
     t.select(sched())
-    assert members(t.chosen[0]) == MHCS[0]
+    assert members(masks(t, "chosen")[0]) == MHCS[0]
 
 
 def test_without_mhcs_the_chosen_set_is_the_css_set(monkeypatch):
     t = trainer(monkeypatch, mhcs=False)
     record = t.select(sched())
-    assert [members(m) for m in t.chosen] == CSS
-    assert t.chosen[0] is not t.clean[0]
+    assert [members(m) for m in masks(t, "chosen")] == CSS
+    assert masks(t, "chosen")[0] is not masks(t, "clean")[0]
     assert record["selected/mhcs_1"] == len(CSS[0])
 
 
 def test_the_quota_follows_rho_and_the_rule(monkeypatch):
     t = trainer(monkeypatch, quota="per_class")
     t.select(sched(rho=0.1))  # ⌈0.1·3⌉ = 1 per class: the largest p[ỹ] of each
-    assert [members(m) for m in t.clean] == [[2, 4, 7], [2, 3, 8]]
+    assert [members(m) for m in masks(t, "clean")] == [[2, 4, 7], [2, 3, 8]]
 
 
 @pytest.mark.parametrize("mode, estimator, threshold", [
@@ -134,15 +140,15 @@ def test_estimated_rho_per_peer(monkeypatch, mode, estimator, threshold):
         assert (low, high, thr) == (0.05, 1.0, threshold)
         assert record[f"rho_auto_{k + 1}"] == [1.0, 0.34, 0.1]
     # ⌈1·3⌉, ⌈0.34·3⌉ = 2 and ⌈0.1·3⌉ = 1: all of class 0, two of class 1, one of class 2
-    assert [members(m) for m in t.clean] == [[0, 1, 2, 4, 5, 7], [0, 1, 2, 3, 5, 8]]
-    t.history += [record, {"epoch": 4}, {"rho_auto_1": [1.0, 1.0, 1.0], "rho_auto_2": [
+    assert [members(m) for m in masks(t, "clean")] == [[0, 1, 2, 4, 5, 7], [0, 1, 2, 3, 5, 8]]
+    t.state.history += [record, {"epoch": 4}, {"rho_auto_1": [1.0, 1.0, 1.0], "rho_auto_2": [
         1.0, 1.0, 1.0]}, {"epoch": 5}]
     again = t.select(sched())
     if mode == "auto":  # estimated again at every pass
         assert len(calls) == 4 and again["rho_auto_1"] == [1.0, 0.34, 0.1]
     else:  # the latest estimate in the history is held
         assert len(calls) == 2 and again["rho_auto_1"] == [1.0, 1.0, 1.0]
-        assert [members(m) for m in t.clean] == [list(range(9))] * 2
+        assert [members(m) for m in masks(t, "clean")] == [list(range(9))] * 2
 
 
 def test_gmm_selection(monkeypatch):
@@ -157,7 +163,7 @@ def test_gmm_selection(monkeypatch):
     record = t.select(sched())
     assert "rho" not in record and len(seen) == 2
     torch.testing.assert_close(seen[1], torch.tensor([-math.log(p) for p in P_LABEL[1]]))
-    assert members(t.clean[0]) == [0, 2, 4, 6, 8]
+    assert members(masks(t, "clean")[0]) == [0, 2, 4, 6, 8]
 
 
 def test_the_epoch_record_holds_the_final_chosen_sets(monkeypatch):
@@ -171,11 +177,11 @@ def test_the_epoch_record_holds_the_final_chosen_sets(monkeypatch):
         chosen = [torch.tensor([int(i) in f for i in batch.index]) for f in final]
         return {"loss": 0.0}, chosen
 
-    monkeypatch.setattr(promix.trainer, "train_step", fake_step)
+    monkeypatch.setattr(promix.methods, "train_step", fake_step)
     monkeypatch.setattr(t, "batches", lambda drop_last: iter([torch.arange(0, 5),
                                                               torch.arange(5, 9)]))
     record = t.train_epoch(sched())
-    assert [members(m) for m in t.chosen] == [sorted(f) for f in final]
+    assert [members(m) for m in masks(t, "chosen")] == [sorted(f) for f in final]
     for k in range(2):
         assert record[f"selected/chosen_{k + 1}"] == len(final[k])
         precision, recall = quality(sorted(final[k]))

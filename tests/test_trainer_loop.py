@@ -23,9 +23,9 @@ def trainer(n=9, batch_size=4):
 
 def test_one_sgd_over_both_peers_as_two_groups():
     t = trainer()
-    groups = t.optimizer.param_groups
+    groups = t.state.optimizer.param_groups
     assert len(groups) == 2
-    for group, net in zip(groups, t.nets, strict=True):
+    for group, net in zip(groups, t.state.nets, strict=True):
         assert [id(p) for p in group["params"]] == [id(p) for p in net.parameters()]
         assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.9, 5e-4, False)
 

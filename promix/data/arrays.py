@@ -30,7 +30,7 @@ def from_arrays(
     classes: names in label order. Default: the sorted unique names for string labels,
     '0'..'K-1' for integer labels (K = largest label + 1).
     """
-    x = _as_uint8_nchw(images)
+    x = as_uint8_nchw(images)
     y, names = _labels(labels, classes)
     if len(x) != len(y):
         raise DataError(
@@ -43,7 +43,8 @@ def from_arrays(
     return ImageSet(x, y, names)
 
 
-def _as_uint8_nchw(images) -> torch.Tensor:
+def as_uint8_nchw(images) -> torch.Tensor:
+    """Images in any layout the module docstring allows -> (N, C, H, W) uint8, C in {1, 3}."""
     is_tensor = isinstance(images, torch.Tensor)
     x = images.detach().cpu() if is_tensor else torch.from_numpy(np.ascontiguousarray(images))
     if x.dim() == 3:

@@ -262,3 +262,19 @@ def normalize(
     if channels_last:
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def strong_renderer(mode: str, device: torch.device):
+    """The strong view's `render` for run.augment (config.py): identical pixels, other speed."""
+    import functools
+
+    from ..config import ConfigError
+    from ..hardware import CudaGraphed
+
+    if mode == "auto":
+        mode = "graph" if device.type == "cuda" else "grouped"
+    if mode == "graph":
+        if device.type != "cuda":
+            raise ConfigError("--augment=graph needs a CUDA device; use grouped or dense on a CPU")
+        return CudaGraphed(functools.partial(render_strong, dense=True))
+    return functools.partial(render_strong, dense=mode == "dense")

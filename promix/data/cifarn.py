@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import HumanNoise
 from .base import DataError
 from .noise import noise_report
 
@@ -23,8 +24,9 @@ try:  # NumPy 2 moved the array internals to numpy._core
 except ImportError:  # pragma: no cover - NumPy 1.x
     from numpy.core.multiarray import _reconstruct
 
-# CLI name -> key in the .pt file (SPEC §8). aggre/worst/rand* exist only for CIFAR-10.
-KEYS = {
+# CLI name (config.HumanNoise) -> key in the .pt file (SPEC §8). aggre/worst/rand* exist
+# only for CIFAR-10.
+KEYS: dict[HumanNoise, str] = {
     "clean": "clean_label",
     "aggre": "aggre_label",
     "worst": "worse_label",

@@ -60,6 +60,9 @@ def load_raw(cfg: DataConfig) -> Loaded:
         return Loaded(train, test, MNIST_STATS)
     if name == "digits":
         return Loaded(*load_digits(test_fraction=cfg.test_fraction))
+    if name == "arrays":
+        raise DataError("this run trained on in-memory arrays (promix.train(images, labels)), "
+                        "which the run directory does not hold: use promix.Run.load(run_dir)")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
     if cfg.root is None:

@@ -20,26 +20,22 @@ that the trainer writes to the run directory.
 from __future__ import annotations
 
 import random
+import typing
 from collections.abc import Mapping, Sequence
 
 import torch
 
+from ..config import SyntheticNoise
+from ..issues import transition_matrix
 from .base import DataError
 
-KINDS = ("none", "clean", "sym", "sym_exact", "asym", "idn")
+KINDS = typing.get_args(SyntheticNoise)  # written once, in config.py
 
 # SPEC §8: truck(9)→automobile(1), bird(2)→airplane(0), deer(4)→horse(7), cat(3)↔dog(5).
 CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 
 IDN_STD = 0.1  # std of the per-sample flip rate around r (Xia et al. 2020)
 IDN_SIDE = 32  # idn projects images of at most this side (W is C × 3·side² × C floats)
-
-
-def transition_matrix(true: torch.Tensor, noisy: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Row-normalized T[i, j] = P(noisy = j | true = i), shape (C, C)."""
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    counts.index_put_((true, noisy), torch.ones_like(true, dtype=torch.float64), accumulate=True)
-    return counts / counts.sum(1, keepdim=True).clamp_min(1)
 
 
 def make_noise(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import runs
 from ..issues import (
@@ -20,6 +21,7 @@ from ..issues import (
     selected_by,
     transition_matrix,
 )
+from ..selection import high_confidence
 
 QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.md says why)
 THRESHOLD = 0.5  # is_label_issue: ensemble argmax ≠ given label and label_quality < this
@@ -62,9 +64,9 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY,
     if cfg.run.method == "ce":
         source = np.full(len(labels), "all")  # cross-entropy trains on every sample
     else:
-        given = np.stack([p[np.arange(len(labels)), labels] for p in probs])  # (peers, N)
-        source = selected_by(
-            css=_any(out, "css"), confident=(given > tau).any(0), chosen=_any(out, "chosen"))
+        confident = np.any([high_confidence(torch.from_numpy(p), torch.from_numpy(labels),
+                                            tau).numpy() for p in probs], axis=0)
+        source = selected_by(css=_any(out, "css"), confident=confident, chosen=_any(out, "chosen"))
     if "verified" in out:  # labels a reviewer verified (corrections.csv): never flagged
         verified = out["verified"].astype(bool)
         issues = replace(issues, is_label_issue=issues.is_label_issue & ~verified,
