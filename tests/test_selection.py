@@ -17,6 +17,7 @@ from promix.selection import (
     lga_cap,
     matched_high_confidence,
     min_max,
+    per_class_share,
     rank_within_class,
 )
 
@@ -271,3 +272,47 @@ def test_fit_gmm_equals_scikit_learn_em():
 def test_ranks_are_computed_on_the_losses_device():
     loss, labels = LOSS.to("meta"), LABELS.to("meta")  # "meta" stands in for a GPU
     assert rank_within_class(loss, labels).device.type == "meta"
+
+
+def test_quota_is_computed_in_double_precision():
+    # ⌈0.6·25⌉ = 15 exactly; in float32 0.6·25 rounds to 15.000001 and the ceiling gives 16.
+    labels = torch.zeros(25, dtype=torch.long)
+    assert math.ceil(0.6 * 25) == 15
+    for rule in ("uniform", "per_class"):
+        assert class_quotas(labels, 0.6, 1, rule=rule).tolist() == [15]
+
+
+def test_quota_covers_classes_above_the_largest_label():
+    # Classes 2 and 3 have no sample: a quota of 0, and still one entry per class.
+    labels = torch.tensor([0, 0, 1])
+    assert class_quotas(labels, 0.5, 4, rule="uniform").tolist() == [1, 1, 0, 0]  # ⌈0.375⌉
+    assert class_quotas(labels, 0.5, 4, rule="per_class").tolist() == [1, 1, 0, 0]
+
+
+def test_per_class_share_is_clipped_to_low_and_high():
+    # Three classes of 8 whose share (here the mean loss) is -1, 0.5 and 3, and a class of 7.
+    loss = torch.cat([torch.full((8,), -1.0), torch.full((8,), 0.5), torch.full((8,), 3.0),
+                      torch.zeros(7)])
+    labels = torch.arange(4).repeat_interleave(torch.tensor([8, 8, 8, 7]))
+    rho = per_class_share(loss, labels, 5, lambda m: m.mean(), low=0.2, high=0.8)
+    assert rho.tolist() == [0.2, 0.5, 0.8, 0.8, 0.8]  # classes 3 (7 samples) and 4 keep high
+
+
+@pytest.mark.parametrize("estimate", [auto_rho, lenient_rho])
+def test_estimated_rho_is_raised_to_low(estimate):
+    # One class, half its losses near 0 and half near 5: either rule keeps about one half,
+    # which a floor of 0.9 lifts to 0.9.
+    g = torch.Generator().manual_seed(0)
+    loss = torch.cat([torch.rand(50, generator=g) * 0.1, 5 + torch.rand(50, generator=g) * 0.1])
+    labels = torch.zeros(100, dtype=torch.long)
+    assert float(estimate(loss, labels, 1, low=0.05, high=1.0)) < 0.9
+    assert float(estimate(loss, labels, 1, low=0.9, high=1.0)) == 0.9
+
+
+def test_gmm_clean_runs_the_given_number_of_em_steps():
+    # After one EM step the posterior is that of the start: equal weights and variances, means
+    # at the quartiles of the scaled losses (2.5/30 and 8.5/30), so a sample is clean when it
+    # lies below their midpoint 5.5/30. Fitted to convergence, only the outlier 30 is noisy.
+    loss = torch.tensor([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 30.0])
+    assert gmm_clean(loss, iters=1).tolist() == [True] * 5 + [False] * 6
+    assert gmm_clean(loss).tolist() == [True] * 10 + [False]
