@@ -13,6 +13,7 @@ from promix.config import Config
 from promix.data.base import Dataset, ImageSet
 from promix.inference import PeerOutputs
 from promix.schedules import EpochSchedule
+from promix.selection import class_quotas
 from promix.trainer import Trainer
 
 LABELS = [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -38,7 +39,7 @@ def outputs(peer):
     return PeerOutputs(probs.log(), torch.zeros_like(probs))
 
 
-def trainer(monkeypatch, **promix):
+def trainer(monkeypatch, *, verified=None, label_prior=None, **promix):
     cfg = Config()
     cfg.model.width, cfg.run.progress, cfg.run.device = 4, False, "cpu"
     cfg.optim.batch_size = 4
@@ -47,7 +48,7 @@ def trainer(monkeypatch, **promix):
     n = len(LABELS)
     data = Dataset("hand", ImageSet(torch.zeros(n, 1, 8, 8, dtype=torch.uint8),
                                     torch.tensor(LABELS), ("a", "b", "c")),
-                   true_labels=torch.tensor(TRUE))
+                   true_labels=torch.tensor(TRUE), verified=verified, label_prior=label_prior)
     t = Trainer(cfg, data)
     monkeypatch.setattr(t, "infer_train", lambda: [outputs(0), outputs(1)])
     return t
@@ -114,9 +115,37 @@ def test_without_mhcs_the_chosen_set_is_the_css_set(monkeypatch):
 
 
 def test_the_quota_follows_rho_and_the_rule(monkeypatch):
+    # The classes are of equal size, where both rules give the same quotas: the rule passed
+    # to class_quotas is checked directly.
+    rules = []
+
+    def spy(*args, rule):
+        rules.append(rule)
+        return class_quotas(*args, rule=rule)
+
+    monkeypatch.setattr(promix.trainer, "class_quotas", spy)
     t = trainer(monkeypatch, quota="per_class")
     t.select(sched(rho=0.1))  # ⌈0.1·3⌉ = 1 per class: the largest p[ỹ] of each
     assert [members(m) for m in masks(t, "clean")] == [[2, 4, 7], [2, 3, 8]]
+    assert rules == ["per_class"] * 2
+
+
+def test_verified_labels_join_each_css_set(monkeypatch):
+    t = trainer(monkeypatch, verified=torch.tensor([1, 0, 0, 0, 0, 0, 0, 0, 1]).bool())
+    record = t.select(sched())
+    assert [members(m) for m in masks(t, "clean")] == [[0, 1, 2, 4, 5, 6, 7, 8],
+                                                       [0, 1, 2, 3, 5, 7, 8]]
+    assert record["selected/css_1"] == 8
+
+
+def test_css_ranks_by_loss_minus_the_log_label_prior(monkeypatch):
+    # loss - log(prior) = -log(p[ỹ]·prior): each class keeps its two largest p[ỹ]·prior.
+    # peer 1: class 0 0.995, 0.498, 0.4985; class 1 0.2, 0.08, 0.5; class 2 0.4, 0.7, 0.1
+    # peer 2: class 0 0.3, 0.25, 0.45; class 1 0.995, 0.01, 0.2; class 2 0.6, 0.7, 0.995
+    prior = torch.tensor([1, 0.5, 0.5, 1, 0.1, 1, 1, 1, 1])
+    t = trainer(monkeypatch, label_prior=prior)
+    t.select(sched())
+    assert [members(m) for m in masks(t, "clean")] == [[0, 2, 3, 5, 6, 7], [0, 2, 3, 5, 7, 8]]
 
 
 @pytest.mark.parametrize("mode, estimator, threshold", [
@@ -127,6 +156,7 @@ def test_estimated_rho_per_peer(monkeypatch, mode, estimator, threshold):
     calls = []
 
     def fake(loss, labels, num_classes, *, low, high, threshold=None):
+        assert labels.tolist() == LABELS and num_classes == 3
         calls.append((loss.clone(), low, high, threshold))
         return torch.tensor([1.0, 0.34, 0.1], dtype=torch.float64)[:num_classes]
 
@@ -141,14 +171,18 @@ def test_estimated_rho_per_peer(monkeypatch, mode, estimator, threshold):
         assert record[f"rho_auto_{k + 1}"] == [1.0, 0.34, 0.1]
     # ⌈1·3⌉, ⌈0.34·3⌉ = 2 and ⌈0.1·3⌉ = 1: all of class 0, two of class 1, one of class 2
     assert [members(m) for m in masks(t, "clean")] == [[0, 1, 2, 4, 5, 7], [0, 1, 2, 3, 5, 8]]
-    t.state.history += [record, {"epoch": 4}, {"rho_auto_1": [1.0, 1.0, 1.0], "rho_auto_2": [
-        1.0, 1.0, 1.0]}, {"epoch": 5}]
+    # 1/3 is held as a float64: ⌈(1/3)·3⌉ = 1 (as a float32, 1/3 rounds up and the quota to 2)
+    held = [1.0, 1 / 3, 1.0]
+    t.state.history += [record, {"epoch": 4}, {"rho_auto_1": held, "rho_auto_2": held},
+                        {"epoch": 5}]
     again = t.select(sched())
     if mode == "auto":  # estimated again at every pass
         assert len(calls) == 4 and again["rho_auto_1"] == [1.0, 0.34, 0.1]
     else:  # the latest estimate in the history is held
-        assert len(calls) == 2 and again["rho_auto_1"] == [1.0, 1.0, 1.0]
-        assert [members(m) for m in masks(t, "clean")] == [list(range(9))] * 2
+        assert len(calls) == 2 and again["rho_auto_1"] == held
+        # all of classes 0 and 2, and the largest p[ỹ] of class 1
+        assert [members(m) for m in masks(t, "clean")] == [[0, 1, 2, 4, 6, 7, 8],
+                                                           [0, 1, 2, 3, 6, 7, 8]]
 
 
 def test_gmm_selection(monkeypatch):
