@@ -256,3 +256,14 @@ def test_at_most_two_passes_are_held_for_backward(passes):
               cfg=ProMixConfig(passes=passes))
     assert one.peak > 0 and step.now == 0
     assert step.peak <= 2.2 * one.peak
+
+
+def test_a_batch_without_the_last_class_still_has_c_wide_targets():
+    # Every sample chosen with label 0: the targets never name class C - 1, yet they are
+    # one-hot over all C classes (the mixed soft cross-entropies need (B, C) targets).
+    nets, opt, batch = _setup()
+    batch = batch._replace(label=torch.zeros(B, dtype=torch.long))
+    clean = [torch.ones(B, dtype=torch.bool)] * 2
+    terms, chosen = _step(nets, opt, batch, clean)
+    assert all(np.isfinite(v) for v in terms.values()), terms
+    assert all(m.all() for m in chosen)
