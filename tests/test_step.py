@@ -259,10 +259,10 @@ def test_at_most_two_passes_are_held_for_backward(passes):
 
 
 def test_a_batch_without_the_last_class_still_has_c_wide_targets():
-    # Every sample chosen with label 0: the targets never name class C - 1, yet they are
-    # one-hot over all C classes (the mixed soft cross-entropies need (B, C) targets).
+    # Every sample chosen, with labels 0 and 1: the targets never name class C - 1 = 2, yet
+    # they are one-hot over all C classes (the mixed soft cross-entropies need (B, C) targets).
     nets, opt, batch = _setup()
-    batch = batch._replace(label=torch.zeros(B, dtype=torch.long))
+    batch = batch._replace(label=torch.arange(B) % 2)
     clean = [torch.ones(B, dtype=torch.bool)] * 2
     terms, chosen = _step(nets, opt, batch, clean)
     assert all(np.isfinite(v) for v in terms.values()), terms
