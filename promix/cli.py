@@ -156,7 +156,7 @@ def run_train(cfg, *, callbacks=()) -> int:
     try:
         run = train_config(cfg, callbacks=callbacks)
         if current().is_main:
-            print_result(run.result, cfg)
+            print_result(run.result, run.config)  # as resolved: the model a fallback chose
         finished = True
     finally:
         shutdown(finished)
