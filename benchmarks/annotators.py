@@ -23,7 +23,6 @@ width 16, 10 epochs). Results: benchmarks/results/annotators-<setting>.jsonl.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -136,20 +135,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--protocol", choices=sorted(review_budget.SETTINGS), default="full")
-    ap.add_argument("--small", action="store_true", help="same as --protocol small")
-    ap.add_argument("--report", action="store_true", help="only regenerate the doc table")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "annotators")
-    args = ap.parse_args(argv)
-    setting = "small" if args.small else args.protocol
-    results = ROOT / "benchmarks" / "results" / f"annotators-{setting}.jsonl"
+    args, setting, results = review_budget.parse_args(argv, name="annotators", doc=__doc__)
     if not args.report:
-        import torch
-
-        torch.set_num_threads(2)
-        results.parent.mkdir(parents=True, exist_ok=True)
         # the clean CIFAR-10 subset: the sym50 preset's data at noise rate 0 (synthetic noise
         # of rate 0 keeps the true labels known, for the label accuracy and the selection)
         measure(setting, "sym50", args.runs / setting, results)

@@ -200,21 +200,30 @@ def write_doc(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     doc.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
+def parse_args(argv, *, name: str, doc: str):
+    """The command line both review benchmarks share (this one and annotators.py): the
+    setting, `--report`, the runs folder. Returns (args, setting, results file); when it will
+    measure, it also sets two torch threads and makes the results folder."""
+    ap = argparse.ArgumentParser(description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", choices=sorted(SETTINGS), default="full")
     ap.add_argument("--small", action="store_true", help="same as --protocol small")
     ap.add_argument("--report", action="store_true", help="only regenerate the doc table")
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "review_budget")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / name)
     args = ap.parse_args(argv)
     setting = "small" if args.small else args.protocol
-    results = ROOT / "benchmarks" / "results" / f"review_budget-{setting}.jsonl"
+    results = ROOT / "benchmarks" / "results" / f"{name}-{setting}.jsonl"
     if not args.report:
         import torch
 
         torch.set_num_threads(2)
         results.parent.mkdir(parents=True, exist_ok=True)
+    return args, setting, results
+
+
+def main(argv=None) -> int:
+    args, setting, results = parse_args(argv, name="review_budget", doc=__doc__)
+    if not args.report:
         for noise in SETTINGS[setting]["noises"]:
             measure(setting, noise, args.runs / setting, results)
     rows = [r for s in SETTINGS
