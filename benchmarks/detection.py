@@ -55,6 +55,7 @@ from promix.data.load import build_dataset
 from promix.hardware import autocast
 from promix.inference import predict
 from promix.issues import QUALITY_METHODS, auprc, auroc, detection_metrics, find_label_issues
+from promix.models.plan import plan_model
 from promix.runs import load_tensors
 from promix.trainer import Trainer
 
@@ -194,11 +195,14 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
     return detection_metrics(quality, flagged, wrong) | {"seconds": seconds}
 
 
-def folder_config(args, root: Path, out_dir: str) -> Config:
-    """What `promix train --data root --epochs=E` runs (the user preset), quietly."""
+def folder_config(args, root: Path, out_dir: str, weights: str | None = None) -> Config:
+    """What `promix train --data root --epochs=E` runs (the user preset), quietly; with
+    `weights`, its backbone starts from that file (small_cnn, as pretrain_backbone made it)."""
     cfg = load_preset("user")
     cfg.data = replace(cfg.data, dataset="folder", root=str(root),
                        cache_dir=str(Path(out_dir) / "cache"))
+    if weights:
+        cfg.model = replace(Config().model, name="small_cnn", weights=weights)
     cfg.schedule = replace(cfg.schedule, epochs=args.epochs)
     cfg.promix = replace(cfg.promix, tau=args.tau)
     cfg.run = replace(cfg.run, seed=args.seed, progress=False, checkpoint_every=0,
@@ -209,20 +213,25 @@ def folder_config(args, root: Path, out_dir: str) -> Config:
 def run_folder_settings(args, tmp: str, save) -> list[dict]:
     """Every --settings entry on its own CIFAR-10 folder, ProMix (user preset) and cleanlab."""
     names = CIFAR10_PAIRS[: args.classes]
-    images, labels = cifar_subset(load_cifar("cifar10", args.root).train, names, args.per_class)
+    cifar = load_cifar("cifar10", args.root)
+    images, labels = cifar_subset(cifar.train, names, args.per_class)
+    weights = pretrain_backbone(args, cifar, names, tmp) if args.pretrain else None
     results = []
     for setting in args.settings.split(","):
         kind, rate = setting.split(":")
         root = Path(tmp) / f"folder-{kind}-{rate}"
         truth = make_noisy_folder(root, images, labels, names, kind=kind, rate=float(rate),
                                   seed=args.seed)
-        cfg = folder_config(args, root, tmp)
+        cfg = folder_config(args, root, tmp, weights)
+        plan_model(cfg)  # offline, the fallback model for ProMix and cleanlab's folds alike
         data = build_dataset(cfg.data)
+        (Path(tmp) / f"truth-{kind}-{rate}.json").write_text(json.dumps(truth, default=str))
         true = torch.tensor([data.classes.index(truth[p]) for p in data.train.paths])
         data = replace(data, true_labels=true)
         wrong = int((true != data.train.labels).sum())
         print(f"folder {setting}: {len(data.train)} training images, {wrong} wrong", flush=True)
-        row = {"setting": f"folder, {len(names)} classes, {kind} {float(rate):.0%}",
+        row = {"setting": f"folder, {len(names)} classes, {kind} {float(rate):.0%}"
+                          + (", pretrained" if weights else ""),
                "train_size": len(data.train), "classes": list(data.classes)}
         if "promix" in args.methods:
             row["promix"] = run_promix(cfg, data, Path(tmp) / f"promix-{kind}-{rate}",
@@ -236,6 +245,22 @@ def run_folder_settings(args, tmp: str, save) -> list[dict]:
         results.append(row)
         save(results)
     return results
+
+
+def pretrain_backbone(args, cifar, names, tmp: str) -> str:
+    """The offline stand-in for the user preset's pretrained backbone: small_cnn trained with
+    cross-entropy on clean CIFAR-10 images of every class *not* in the folder (the first
+    PRETRAIN_PER_CLASS training images of each, PRETRAIN_EPOCHS epochs). Returns its
+    model.safetensors, which ProMix and cleanlab's fold models then both start from."""
+    from pretrained import PRETRAIN_EPOCHS, PRETRAIN_PER_CLASS, config, dataset
+
+    others = tuple(i for i, c in enumerate(cifar.train.classes) if c not in names)
+    clean = dataset(cifar, others, PRETRAIN_PER_CLASS, noise="none", seed=args.seed)
+    run = train_config(config("ce", PRETRAIN_EPOCHS, args.seed, tmp), clean)
+    print(f"pretrained small_cnn on {len(clean.train)} clean images of "
+          f"{', '.join(cifar.train.classes[i] for i in others)}: test accuracy "
+          f"{run.result.test_accuracy:.3f}", flush=True)
+    return str(run.run_dir / "model.safetensors")
 
 
 def run_cifar_settings(args, tmp: str, save) -> list[dict]:
@@ -324,6 +349,13 @@ def main(argv=None) -> None:
     ap.add_argument("--folder", action="store_true",
                     help="score the user's case: image folders made from CIFAR-10, user preset")
     ap.add_argument("--classes", type=int, default=4, help="--folder: how many classes")
+    ap.add_argument("--pretrain", action="store_true",
+                    help="--folder: start ProMix and cleanlab from a small_cnn pretrained on "
+                         "the other CIFAR-10 classes (the offline stand-in for a pretrained "
+                         "backbone)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep every run directory (and the folders' truth) here instead of "
+                         "in a temporary folder")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--settings", default="sym:0.5,asym:0.4", help="noise kind:rate, ...")
     ap.add_argument("--out", type=Path, default=None,
@@ -348,14 +380,19 @@ def main(argv=None) -> None:
             "machine": host.describe(),
             "budget": {k: getattr(args, k) for k in (
                 "per_class", "epochs", "warmup_epochs", "folds", "width", "batch_size", "tau",
-                "promix", "folder", "classes")},
+                "promix", "folder", "classes", "pretrain")},
             "results": results,
             "table": table(results),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         }, indent=2) + "\n")
 
-    with tempfile.TemporaryDirectory(prefix="promix-detection-") as tmp:
-        results = (run_folder_settings if args.folder else run_cifar_settings)(args, tmp, save)
+    run = run_folder_settings if args.folder else run_cifar_settings
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        results = run(args, str(args.keep), save)
+    else:
+        with tempfile.TemporaryDirectory(prefix="promix-detection-") as tmp:
+            results = run(args, tmp, save)
     print("\n" + table(results))
     print(f"\nwrote {args.out}")
 

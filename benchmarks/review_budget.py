@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import docgen  # noqa: E402
 import host  # noqa: E402
 import table  # noqa: E402  (the CPU protocol's overrides)
 
@@ -106,8 +107,8 @@ def cleanlab_order(cfg, data, folds: int) -> np.ndarray:
                        true_labels=data.true_labels[fit], mean=mean, std=std)
         trainer = Trainer(cfg, part)
         trainer.fit()
-        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device), trainer.mean,
-                      trainer.std, batch_size=cfg.run.eval_batch_size,
+        out = predict(trainer.state.nets[0], data.train.images[held].to(trainer.device),
+                      trainer.mean, trainer.std, batch_size=cfg.run.eval_batch_size,
                       autocast=autocast(trainer.device, torch.float32))
         probs[held.numpy()] = out.probs.double().cpu().numpy()
     return np.argsort(get_label_quality_scores(labels.numpy(), probs), kind="stable")
@@ -193,11 +194,7 @@ def markdown(rows: list[dict]) -> str:
 
 def write_doc(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace the generated block between the markers of docs/review.md."""
-    page = doc.read_text()
-    if begin not in page or end not in page:
-        raise SystemExit(f"{doc} lacks the markers {begin} ... {end}")
-    head, rest = page.split(begin, 1)
-    doc.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
+    docgen.write_section(doc, text, begin, end)
 
 
 def parse_args(argv, *, name: str, doc: str):

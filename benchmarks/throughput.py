@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-import promix.trainer as trainer_module
+import promix.methods as step_owner  # the module whose ProMix.step calls train_step
 from promix.config import Config, DataConfig
 from promix.data.augment import strong_view
 from promix.data.load import first_per_class, load_raw, prepare
@@ -100,19 +100,20 @@ def make_trainer(loaded, args, model: str, batch: int, per_class: int | None) ->
 
 @contextlib.contextmanager
 def chosen_sizes():
-    """Log each step's |L_k| (a list of one int per peer) by wrapping the trainer's step."""
-    sizes, step = [], trainer_module.train_step
+    """Log each step's |L_k| (a list of one int per peer) by wrapping train_step where
+    promix.methods.ProMix calls it."""
+    sizes, step = [], step_owner.train_step
 
     def logged(*a, **kw):
         terms, chosen = step(*a, **kw)
         sizes.append([int(m.sum()) for m in chosen])
         return terms, chosen
 
-    trainer_module.train_step = logged
+    step_owner.train_step = logged
     try:
         yield sizes
     finally:
-        trainer_module.train_step = step
+        step_owner.train_step = step
 
 
 # ---------------------------------------------------------------------------- the floor
@@ -148,7 +149,8 @@ def floor_steps(t: Trainer, plan: list[list[list[int]]], ctx) -> float:
     def run():
         for step in plan:
             t.state.optimizer.zero_grad(set_to_none=True)
-            for net, sizes in zip(t.state.nets, step, strict=True):  # per-peer backward, as the step
+            # per-peer backward, as the step
+            for net, sizes in zip(t.state.nets, step, strict=True):
                 views = [(x if i % 2 == 0 else x2)[:n] for i, n in enumerate(sizes) if n > 0]
                 passes_loss(net, views, y, ctx).backward()
             t.state.optimizer.step()
@@ -174,7 +176,9 @@ def floor_select(t: Trainer, n: int, ctx) -> float:
 
 
 def flops_per_image(t: Trainer) -> float:
-    """FLOPs of one image's forward and backward pass through one peer (both heads)."""
+    """FLOPs of one image's forward and backward pass through one peer (both heads). Right
+    for the dense convolutions of small_cnn and the ResNets; torch's count of a grouped
+    (depthwise) convolution's backward ignores the groups (see benchmarks/backbones.py)."""
     x, y = device_batch(t, 2, 3)
     with FlopCounterMode(display=False) as counter:
         passes_loss(t.state.nets[0], [x], y, contextlib.nullcontext()).backward()

@@ -30,18 +30,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 # speed.md) are written from the results files by their scripts.
 CHECKED_PAGES = ["README.md", "docs/algorithm.md", "docs/data.md", "docs/baselines.md",
                  "docs/augment.md", "docs/resume.md", "docs/distributed.md",
-                 "docs/label-issues.md"]
+                 "docs/label-issues.md", "docs/backbones.md"]
 
 # The scales under which a unit's number may be stored: 97.2% as 0.972 or 97.2; 19.3 min as
 # 1158 s; 3.5 GB as bytes, GB or GiB.
 UNIT_SCALES = {
     "%": (1, 100), "": (1, 100, 0.01), "x": (1,), "×": (1,), "img/s": (1,),
     "s": (1,), "ms": (1, 1000), "min": (1, 1 / 60), "h": (1, 1 / 3600),
-    "GB": (1, 1e-9, 2**-30, 1e-3), "MB": (1, 1e-6, 2**-20, 1000),
+    "GB": (1, 1e-9, 2**-30, 1e-3), "MB": (1, 1e-6, 2**-20, 1000), "GiB": (1, 2**-30),
 }
 NUMBER = re.compile(
     r"(?<![\w./])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"  # 1,438 | 97.2 | 60
-    r"(?:\s?(img/s|GB|MB|ms|min|%|x|×|s|h)(?![\w]))?")
+    r"(?:\s?(img/s|GiB|GB|MB|ms|min|%|x|×|s|h)(?![\w]))?")
 SETTING = re.compile(r"[=+*/×<>≤≥]\s?$")  # what precedes a constant, not a figure
 VERSION = re.compile(r"\d+\.\d+\.\d+")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
