@@ -94,12 +94,14 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path, *, extras: bool = True
     issues = find_label_issues(labels, *probs, suggest_threshold=tau)
     seconds = time.perf_counter() - start
     wrong = (data.true_labels != labels).numpy()
-    row = detection_metrics(issues.label_quality, issues.is_label_issue, wrong)
+    row = with_ratio(detection_metrics(issues.label_quality, issues.is_label_issue, wrong))
     row |= {"seconds": seconds, "test_accuracy": result.test_accuracy,
             "suggested": int((issues.suggested_label >= 0).sum()),
             "suggested_correct": int((issues.suggested_label == data.true_labels.numpy()).sum()),
             "estimated_wrong": int(issues.joint.sum() - np.trace(issues.joint))}
-    # the flags before calibration: every sample the ensemble assigns to another class
+    # the other flag rules on the same predictions: the ensemble's one confident-joint count
+    # (cleanlab's rule on the peers' mean), and every sample it assigns to another class
+    row["ensemble_count_flags"] = score(labels, probs, wrong, filter_by="prune_by_noise_rate")
     row["argmax_flags"] = score(labels, probs, wrong, filter_by="predicted_neq_given")
     if not extras:
         return row
@@ -144,7 +146,12 @@ def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
 
 def score(labels, probs: list, wrong: np.ndarray, **kwargs) -> dict:
     issues = find_label_issues(labels, *probs, **kwargs)
-    return detection_metrics(issues.label_quality, issues.is_label_issue, wrong)
+    return with_ratio(detection_metrics(issues.label_quality, issues.is_label_issue, wrong))
+
+
+def with_ratio(metrics: dict) -> dict:
+    """The metrics plus the flagged count over the truly wrong count (1 = as many)."""
+    return metrics | {"flagged_per_wrong": metrics["flagged"] / max(metrics["wrong"], 1)}
 
 
 def promix_settings(which: str, tau: float) -> ProMixConfig:
@@ -192,7 +199,7 @@ def run_cleanlab(cfg: Config, data: Dataset, folds: int) -> dict:
     quality = get_label_quality_scores(y, probs)  # default method="self_confidence"
     seconds = time.perf_counter() - start
     wrong = (data.true_labels != labels).numpy()
-    return detection_metrics(quality, flagged, wrong) | {"seconds": seconds}
+    return with_ratio(detection_metrics(quality, flagged, wrong)) | {"seconds": seconds}
 
 
 def folder_config(args, root: Path, out_dir: str, weights: str | None = None) -> Config:

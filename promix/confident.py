@@ -4,6 +4,7 @@ al., "Confident Learning", JAIR 2021), written over the peers' probabilities.
     joint = confident_joint(labels, probs)        # (C, C) counts of (given i, estimated true j)
     flags = prune_by_noise_rate(labels, probs, joint)   # (N,) bool, about joint's off-diagonal
     noise_estimates(labels, joint)                 # noise rates with 95% intervals, T̂
+    flagged_joint(labels, probs, flags)            # the joint of any set of flags
 
 Without ground truth these are estimates: they count what the model is confident about,
 so a model that memorized wrong labels underestimates the noise. The same rules as cleanlab's
@@ -69,6 +70,18 @@ def prune_by_noise_rate(labels: np.ndarray, probs: np.ndarray, joint: np.ndarray
     boosted = probs.copy()
     boosted[np.arange(len(labels)), labels] += 1e-6
     return flags & (boosted.argmax(1) != labels)
+
+
+def flagged_joint(labels: np.ndarray, probs: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """The joint (C, C) int of a set of flags: an unflagged sample counts in (given, given), a
+    flagged one in (given, its most probable other class). Row i sums to the number of
+    samples labelled i, and the off-diagonal sum is the number of flags, so the estimates of
+    `noise_estimates` describe exactly what is flagged. labels (N,), probs (N, C), flags (N,)."""
+    n, c = probs.shape
+    others = probs.copy()
+    others[np.arange(n), labels] = -np.inf
+    column = np.where(flags, others.argmax(1), labels)
+    return np.bincount(labels * c + column, minlength=c * c).reshape(c, c)
 
 
 def noise_estimates(labels: np.ndarray, joint: np.ndarray) -> dict:

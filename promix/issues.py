@@ -1,13 +1,13 @@
 """Which training labels are wrong: pure functions over the peers' predicted probabilities.
 
 The core is `find_label_issues(labels, pred_probs_1, pred_probs_2)`. It ranks every sample
-by `label_quality` (0 to 1, higher means the given label is more likely right), flags about
-as many samples as it estimates are wrong (the calibrated confident joint of
-`promix.confident`), and suggests a replacement label where both peers agree on another
-class with high confidence. The rest of the module summarizes a dataset (per-class noise
-rates, a health score) and, when the true labels are known, measures detection (AUROC,
-AUPRC, precision, recall, F1). Inputs are NumPy arrays or tensors; outputs are NumPy arrays.
-No scikit-learn.
+by `label_quality` (0 to 1, higher means the given label is more likely right), flags the
+samples that each peer, on its own, counts among its estimated wrong labels (each peer's
+calibrated confident joint, `promix.confident`), and suggests a replacement label where both
+peers agree on another class with high confidence. The rest of the module summarizes a
+dataset (per-class noise rates, a health score) and, when the true labels are known,
+measures detection (AUROC, AUPRC, precision, recall, F1). Inputs are NumPy arrays or
+tensors; outputs are NumPy arrays. No scikit-learn.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from typing import Literal
 
 import numpy as np
 
-from .confident import confident_joint, noise_estimates, prune_by_noise_rate
+from .confident import confident_joint, flagged_joint, noise_estimates, prune_by_noise_rate
 from .metrics import precision_recall_f1
 
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_adjusted")
 SOURCES = ("css", "mhcs", "lga", "none")  # values of `selected_by`, most trusted first
-# How is_label_issue is decided: prune_by_noise_rate flags as many as the confident joint
-# estimates are wrong (cleanlab's default); predicted_neq_given flags every sample whose
-# ensemble argmax is another class with label_quality < threshold (flags far more).
-FILTERS = ("prune_by_noise_rate", "predicted_neq_given")
+# How is_label_issue is decided: every_peer flags what each peer's own prune_by_noise_rate
+# flags; prune_by_noise_rate flags as many as the ensemble's confident joint estimates are
+# wrong (cleanlab's default, applied to the peers' mean); predicted_neq_given flags every
+# sample whose ensemble argmax is another class with label_quality < threshold (far more).
+FILTERS = ("every_peer", "prune_by_noise_rate", "predicted_neq_given")
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,16 @@ class LabelIssues:
     """What `find_label_issues` returns; every array has one entry per sample, (N,).
 
     label_quality: float in [0, 1], higher means the given label is more likely right.
-    is_label_issue: bool, by `filter_by` (default: about as many as `joint` estimates wrong).
+    is_label_issue: bool, by `filter_by` (default: flagged by every peer's own count).
     predicted_label: int, argmax of the ensemble (the mean of the peers' probabilities).
     suggested_label: int, the class both peers agree on with high confidence when it is not
         the given label; -1 where there is no suggestion.
     order: int indices of all samples, most suspicious (lowest label_quality) first.
     pred_probs: (N, C) float, the ensemble's probabilities.
-    joint: (C, C) int, the calibrated confident joint: given label (row) by estimated true
-        label (column); its off-diagonal sum is the estimated number of wrong labels.
+    joint: (C, C) int, given label (row) by estimated true label (column); its off-diagonal
+        sum is the estimated number of wrong labels. With the default filter it is the joint
+        of the flags themselves (`confident.flagged_joint`), so the estimate is the flagged
+        count; with prune_by_noise_rate, the ensemble's calibrated confident joint.
     """
 
     label_quality: np.ndarray
@@ -58,7 +61,7 @@ class LabelIssues:
 def find_label_issues(
     labels, pred_probs_1, pred_probs_2=None, *, quality: str = "self_confidence",
     threshold: float = 0.5, suggest_threshold: float = 0.9,
-    filter_by: Literal["prune_by_noise_rate", "predicted_neq_given"] = "prune_by_noise_rate",
+    filter_by: Literal["every_peer", "prune_by_noise_rate", "predicted_neq_given"] = "every_peer",
 ) -> LabelIssues:
     """Rank and flag the given labels that the peers' ensemble rejects.
 
@@ -68,10 +71,17 @@ def find_label_issues(
     model the ensemble is that model.
     quality: how label_quality is computed from the ensemble (`label_quality_scores`); the
         default is the ensemble's probability of the given label (docs/label-issues.md).
-    filter_by: prune_by_noise_rate (default) flags, per pair (given i, true j), as many of
-        the samples labelled i as the confident joint puts in (i, j), those with the largest
-        p_j - p_i; so the flagged count follows the estimated number of wrong labels.
-        predicted_neq_given flags where the ensemble's argmax is another class (many more).
+    filter_by: every_peer (default) flags a sample when each peer's own prune_by_noise_rate
+        flags it: a label both peers independently count as wrong. A weak model's mistakes
+        on clean labels each inflate one peer's count, and the two peers (trained apart,
+        ProMix's co-training) make them on different samples more than on the same; a
+        wrong label is found by both. Measured in docs/label-issues.md, where it keeps the
+        flagged count near the truly wrong count that one count overshoots at low noise.
+        prune_by_noise_rate flags, per pair (given i, true j), as many of the samples
+        labelled i as the ensemble's confident joint puts in (i, j), those with the largest
+        p_j - p_i (cleanlab's rule on the peers' mean). predicted_neq_given flags where the
+        ensemble's argmax is another class (many more). With one peer, every_peer is
+        prune_by_noise_rate.
     threshold: predicted_neq_given only: flag only below this label_quality.
     suggest_threshold: a suggestion needs every peer's top probability above this, on the
         same class, which is not the given label.
@@ -90,9 +100,14 @@ def find_label_issues(
     probs = sum(peers) / len(peers)  # (N, C)
     score = label_quality_scores(labels, probs, method=quality)
     predicted = probs.argmax(1)
-    joint = confident_joint(labels, probs)
-    flags = (prune_by_noise_rate(labels, probs, joint) if filter_by == FILTERS[0]
-             else (predicted != labels) & (score < threshold))
+    if filter_by == "every_peer":
+        flags = np.all([prune_by_noise_rate(labels, p, confident_joint(labels, p))
+                        for p in peers], axis=0)
+        joint = flagged_joint(labels, probs, flags)
+    else:
+        joint = confident_joint(labels, probs)
+        flags = (prune_by_noise_rate(labels, probs, joint) if filter_by == "prune_by_noise_rate"
+                 else (predicted != labels) & (score < threshold))
     return LabelIssues(
         label_quality=score,
         is_label_issue=flags,
@@ -172,7 +187,7 @@ def class_summary(labels, issues: LabelIssues, num_classes: int, selected=None) 
 
     size: samples labelled j. issues: of those, flagged. selected: of those, kept by some
     selection rule (`selected` is an (N,) bool mask; -1 everywhere when not given).
-    estimated_noise_rate, low, high: P̂(true ≠ j | given = j) from the confident joint, with
+    estimated_noise_rate, low, high: P̂(true ≠ j | given = j) from `issues.joint`, with
     its 95% Wilson interval (`confident.noise_estimates`).
     """
     labels = np.asarray(labels)
@@ -192,8 +207,8 @@ def class_summary(labels, issues: LabelIssues, num_classes: int, selected=None) 
 
 
 def health_score(issues: LabelIssues) -> float:
-    """The estimated clean share: 1 - the confident joint's estimated fraction of wrong
-    labels (its trace over N). An estimate, as cleanlab's overall label health score is."""
+    """The estimated clean share: 1 - the estimated fraction of wrong labels (the joint's
+    trace over N). An estimate, as cleanlab's overall label health score is."""
     joint = issues.joint
     return float(np.trace(joint) / max(joint.sum(), 1))
 

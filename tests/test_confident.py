@@ -6,6 +6,7 @@ import pytest
 
 from promix.confident import (
     confident_joint,
+    flagged_joint,
     confident_thresholds,
     noise_estimates,
     prune_by_noise_rate,
@@ -96,3 +97,13 @@ def test_same_as_cleanlab_on_the_same_probabilities():
         exact += int((joint == theirs).all() and (flags == their_flags).all())
         total += 1
     assert exact >= 0.9 * total
+
+
+def test_flagged_joint_counts_exactly_the_flags():
+    # unflagged 0 stays on the diagonal; flagged 1 (given 0) goes to its best other class 2
+    # (.5 > .3); flagged 2 (given 1) to class 0 (.6 > 0). Row sums = label counts.
+    labels = np.array([0, 0, 1])
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.6, 0.4, 0.0]])
+    joint = flagged_joint(labels, probs, np.array([False, True, True]))
+    assert joint.tolist() == [[1, 0, 1], [1, 0, 0], [0, 0, 0]]
+    assert noise_estimates(labels, joint)["wrong"] == 2
