@@ -60,10 +60,12 @@ from promix.runs import load_tensors
 from promix.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import docgen  # noqa: E402
 import host  # noqa: E402
 from noisy_folder import CIFAR10_PAIRS, cifar_subset, make_noisy_folder  # noqa: E402
 from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
+DOC = ROOT / "docs" / "label-issues.md"
 TEST_SIZE = 2000  # test images for the accuracy sanity check (evaluated every epoch)
 
 
@@ -299,22 +301,25 @@ def run_cifar_settings(args, tmp: str, save) -> list[dict]:
 
 def folder_table(files: list[Path]) -> str:
     """The docs/label-issues.md table of --folder results, one row per setting and seed."""
-    head = ("| setting | seed | wrong | ProMix flagged | ProMix P / R / F1 | "
-            "ProMix estimated wrong | cleanlab flagged | cleanlab P / R / F1 | "
-            "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 10 + "|")
+    head = ("| setting | backbone | seed | wrong | ProMix flagged | ProMix P / R / F1 | "
+            "one count over the peers' mean: flagged | cleanlab flagged | cleanlab P / R / F1 | "
+            "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 11 + "|")
     lines = [head]
+    times = lambda m: f"{m['flagged']} ({m['flagged_per_wrong']:.2f}x)"  # noqa: E731
+    prf = lambda m: f"{m['precision']:.1%} / {m['recall']:.1%} / {m['f1']:.3f}"  # noqa: E731
     for file in files:
         run = json.loads(Path(file).read_text())
         seed = run["command"].split("--seed ")[1].split()[0] if "--seed " in run["command"] \
             else "123"
+        start = "pretrained" if run["budget"].get("pretrain") else "scratch"
         for r in run["results"]:
             p, c = r["promix"], r["cleanlab"]
-            prf = lambda m: f"{m['precision']:.1%} / {m['recall']:.1%} / {m['f1']:.3f}"  # noqa: E731
+            kind = r["setting"].split(", ")[2]
             lines.append(
-                f"| {r['setting'].split(', ', 2)[-1]} | {seed} | {p['wrong']} of "
-                f"{r['train_size']} | {p['flagged']} | {prf(p)} | {p['estimated_wrong']} | "
-                f"{c['flagged']} | {prf(c)} | {p['auroc']:.3f} / "
-                f"{c['auroc']:.3f} | {p['seconds']:.0f} / {c['seconds']:.0f} s |")
+                f"| {kind} | {start} | {seed} | {p['wrong']} of {r['train_size']} | "
+                f"{times(p)} | {prf(p)} | {times(p['ensemble_count_flags'])} | {times(c)} | "
+                f"{prf(c)} | {p['auroc']:.3f} / {c['auroc']:.3f} | "
+                f"{p['seconds']:.0f} / {c['seconds']:.0f} s |")
     return "\n".join(lines)
 
 
@@ -369,10 +374,13 @@ def main(argv=None) -> None:
                     help="default: benchmarks/results/detection.json, with --folder "
                          "detection-folder-s<seed>.json")
     ap.add_argument("--table", type=Path, nargs="+",
-                    help="only print the --folder table of these result files (no run)")
+                    help="only write the --folder table of these result files into "
+                         "docs/label-issues.md (no run)")
     args = ap.parse_args(argv)
     if args.table:
-        print(folder_table(args.table))
+        text = folder_table(args.table)
+        docgen.write_section(DOC, text, *docgen.markers("detection folder table"))
+        print(text)
         return
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         f"detection-folder-s{args.seed}.json" if args.folder else "detection.json")
