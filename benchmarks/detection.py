@@ -90,23 +90,13 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path, *, extras: bool = True
     start = time.perf_counter()
     out_dir.mkdir(parents=True)
     result = train_config(cfg, data, run_dir=out_dir).result
+    row = {"seconds": time.perf_counter() - start, "test_accuracy": result.test_accuracy}
     out = load_tensors(out_dir / "train_outputs.safetensors")
-    probs = [out[f"logits{k}"].softmax(1) for k in (1, 2)]
-    labels, tau = data.train.labels, cfg.promix.tau
-    issues = find_label_issues(labels, *probs, suggest_threshold=tau)
-    seconds = time.perf_counter() - start
-    wrong = (data.true_labels != labels).numpy()
-    row = with_ratio(detection_metrics(issues.label_quality, issues.is_label_issue, wrong))
-    row |= {"seconds": seconds, "test_accuracy": result.test_accuracy,
-            "suggested": int((issues.suggested_label >= 0).sum()),
-            "suggested_correct": int((issues.suggested_label == data.true_labels.numpy()).sum()),
-            "estimated_wrong": int(issues.joint.sum() - np.trace(issues.joint))}
-    # the other flag rules on the same predictions: the ensemble's one confident-joint count
-    # (cleanlab's rule on the peers' mean), and every sample it assigns to another class
-    row["ensemble_count_flags"] = score(labels, probs, wrong, filter_by="prune_by_noise_rate")
-    row["argmax_flags"] = score(labels, probs, wrong, filter_by="predicted_neq_given")
+    row = flag_scores(out, data.true_labels, cfg.promix.tau) | row
     if not extras:
         return row
+    probs = [out[f"logits{k}"].softmax(1) for k in (1, 2)]
+    labels, wrong = data.train.labels, (data.true_labels != data.train.labels).numpy()
     # the other label_quality definitions, and one peer alone, on the same predictions
     row["quality_methods"] = {m: score(labels, probs, wrong, quality=m) for m in QUALITY_METHODS}
     row["single_peer"] = score(labels, probs[:1], wrong)
@@ -115,9 +105,42 @@ def run_promix(cfg: Config, data: Dataset, out_dir: Path, *, extras: bool = True
     row["quality_methods"]["with_pseudo_heads"] = score(
         labels, [(probs[0] + pseudo[0]) / 2, (probs[1] + pseudo[1]) / 2], wrong)
     row["quality_methods"]["pseudo_heads_only"] = score(labels, pseudo, wrong)
+    issues = find_label_issues(labels, *probs)
     row["quality_methods"] |= flip_and_neighbours(cfg, data, out_dir, probs,
                                                   issues.label_quality, wrong)
     return row
+
+
+def flag_scores(out: dict, true_labels: torch.Tensor, tau: float) -> dict:
+    """The default flags and ranking of a run's train_outputs against the true labels, the
+    suggestions, and the other flag rules on the same predictions: every peer's own count,
+    and every sample the peers' mean assigns to another class."""
+    labels = out["noisy_labels"]
+    probs = [out[f"logits{k}"].float().softmax(1) for k in (1, 2)]
+    issues = find_label_issues(labels, *probs, suggest_threshold=tau)
+    wrong = (true_labels != labels).numpy()
+    row = with_ratio(detection_metrics(issues.label_quality, issues.is_label_issue, wrong))
+    return row | {
+        "suggested": int((issues.suggested_label >= 0).sum()),
+        "suggested_correct": int((issues.suggested_label == true_labels.numpy()).sum()),
+        "estimated_wrong": int(issues.joint.sum() - np.trace(issues.joint)),
+        "every_peer_flags": score(labels, probs, wrong, filter_by="every_peer"),
+        "argmax_flags": score(labels, probs, wrong, filter_by="predicted_neq_given")}
+
+
+def rescore(results: Path, keep: Path) -> None:
+    """Score the flags of kept --folder runs again with the current promix.issues (no
+    training: the predictions are the runs' train_outputs), keeping the measured times."""
+    record = json.loads(results.read_text())
+    for r in record["results"]:
+        kind, rate = r["setting"].split(", ")[2].split()
+        run = keep / f"promix-{kind}-{float(rate.rstrip('%')) / 100:g}"
+        out = load_tensors(run / "train_outputs.safetensors")
+        kept = {k: r["promix"][k] for k in ("seconds", "test_accuracy")}
+        r["promix"] = flag_scores(out, out["true_labels"], record["budget"]["tau"]) | kept
+    record["rescored"] = f"flags scored again from {keep} on {time.strftime('%Y-%m-%d %H:%M')}"
+    record["table"] = table(record["results"])
+    results.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def flip_and_neighbours(cfg: Config, data: Dataset, run_dir: Path, probs: list,
@@ -302,7 +325,7 @@ def run_cifar_settings(args, tmp: str, save) -> list[dict]:
 def folder_table(files: list[Path]) -> str:
     """The docs/label-issues.md table of --folder results, one row per setting and seed."""
     head = ("| setting | backbone | seed | wrong | ProMix flagged | ProMix P / R / F1 | "
-            "one count over the peers' mean: flagged | cleanlab flagged | cleanlab P / R / F1 | "
+            "flagged by every peer | cleanlab flagged | cleanlab P / R / F1 | "
             "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 11 + "|")
     lines = [head]
     times = lambda m: f"{m['flagged']} ({m['flagged_per_wrong']:.2f}x)"  # noqa: E731
@@ -317,7 +340,7 @@ def folder_table(files: list[Path]) -> str:
             kind = r["setting"].split(", ")[2]
             lines.append(
                 f"| {kind} | {start} | {seed} | {p['wrong']} of {r['train_size']} | "
-                f"{times(p)} | {prf(p)} | {times(p['ensemble_count_flags'])} | {times(c)} | "
+                f"{times(p)} | {prf(p)} | {times(p['every_peer_flags'])} | {times(c)} | "
                 f"{prf(c)} | {p['auroc']:.3f} / {c['auroc']:.3f} | "
                 f"{p['seconds']:.0f} / {c['seconds']:.0f} s |")
     return "\n".join(lines)
@@ -373,6 +396,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="default: benchmarks/results/detection.json, with --folder "
                          "detection-folder-s<seed>.json")
+    ap.add_argument("--rescore", type=Path, default=None, metavar="KEEP_DIR",
+                    help="score the flags of --out again from the runs kept in KEEP_DIR "
+                         "(--keep), with the current code; no training")
     ap.add_argument("--table", type=Path, nargs="+",
                     help="only write the --folder table of these result files into "
                          "docs/label-issues.md (no run)")
@@ -384,6 +410,10 @@ def main(argv=None) -> None:
         return
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         f"detection-folder-s{args.seed}.json" if args.folder else "detection.json")
+    if args.rescore:
+        rescore(args.out, args.rescore)
+        print(f"rescored {args.out}")
+        return
     if not args.root.exists():
         sys.exit(f"{args.root} not found: pass --root PATH/cifar-10-python.tar.gz")
 

@@ -1,10 +1,10 @@
 """Which training labels are wrong: pure functions over the peers' predicted probabilities.
 
 The core is `find_label_issues(labels, pred_probs_1, pred_probs_2)`. It ranks every sample
-by `label_quality` (0 to 1, higher means the given label is more likely right), flags the
-samples that each peer, on its own, counts among its estimated wrong labels (each peer's
-calibrated confident joint, `promix.confident`), and suggests a replacement label where both
-peers agree on another class with high confidence. The rest of the module summarizes a
+by `label_quality` (0 to 1, higher means the given label is more likely right), flags about
+as many samples as it estimates are wrong (the calibrated confident joint of the peers' mean,
+`promix.confident`), and suggests a replacement label where both peers agree on another
+class with high confidence. The rest of the module summarizes a
 dataset (per-class noise rates, a health score) and, when the true labels are known,
 measures detection (AUROC, AUPRC, precision, recall, F1). Inputs are NumPy arrays or
 tensors; outputs are NumPy arrays. No scikit-learn.
@@ -22,11 +22,12 @@ from .metrics import precision_recall_f1
 
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_adjusted")
 SOURCES = ("css", "mhcs", "lga", "none")  # values of `selected_by`, most trusted first
-# How is_label_issue is decided: every_peer flags what each peer's own prune_by_noise_rate
-# flags; prune_by_noise_rate flags as many as the ensemble's confident joint estimates are
-# wrong (cleanlab's default, applied to the peers' mean); predicted_neq_given flags every
-# sample whose ensemble argmax is another class with label_quality < threshold (far more).
-FILTERS = ("every_peer", "prune_by_noise_rate", "predicted_neq_given")
+# How is_label_issue is decided: prune_by_noise_rate flags as many as the ensemble's confident
+# joint estimates are wrong (cleanlab's default, applied to the peers' mean); every_peer flags
+# what each peer's own prune_by_noise_rate flags (fewer: for short runs, docs/label-issues.md);
+# predicted_neq_given flags every sample whose ensemble argmax is another class with
+# label_quality < threshold (far more).
+FILTERS = ("prune_by_noise_rate", "every_peer", "predicted_neq_given")
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,16 @@ class LabelIssues:
     """What `find_label_issues` returns; every array has one entry per sample, (N,).
 
     label_quality: float in [0, 1], higher means the given label is more likely right.
-    is_label_issue: bool, by `filter_by` (default: flagged by every peer's own count).
+    is_label_issue: bool, by `filter_by` (default: about as many as `joint` estimates wrong).
     predicted_label: int, argmax of the ensemble (the mean of the peers' probabilities).
     suggested_label: int, the class both peers agree on with high confidence when it is not
         the given label; -1 where there is no suggestion.
     order: int indices of all samples, most suspicious (lowest label_quality) first.
     pred_probs: (N, C) float, the ensemble's probabilities.
     joint: (C, C) int, given label (row) by estimated true label (column); its off-diagonal
-        sum is the estimated number of wrong labels. With the default filter it is the joint
-        of the flags themselves (`confident.flagged_joint`), so the estimate is the flagged
-        count; with prune_by_noise_rate, the ensemble's calibrated confident joint.
+        sum is the estimated number of wrong labels: the calibrated confident joint of the
+        peers' mean; with every_peer, the joint of the flags themselves
+        (`confident.flagged_joint`), whose estimate is the flagged count.
     """
 
     label_quality: np.ndarray
@@ -61,7 +62,8 @@ class LabelIssues:
 def find_label_issues(
     labels, pred_probs_1, pred_probs_2=None, *, quality: str = "self_confidence",
     threshold: float = 0.5, suggest_threshold: float = 0.9,
-    filter_by: Literal["every_peer", "prune_by_noise_rate", "predicted_neq_given"] = "every_peer",
+    filter_by: Literal["prune_by_noise_rate", "every_peer",
+                       "predicted_neq_given"] = "prune_by_noise_rate",
 ) -> LabelIssues:
     """Rank and flag the given labels that the peers' ensemble rejects.
 
@@ -71,17 +73,16 @@ def find_label_issues(
     model the ensemble is that model.
     quality: how label_quality is computed from the ensemble (`label_quality_scores`); the
         default is the ensemble's probability of the given label (docs/label-issues.md).
-    filter_by: every_peer (default) flags a sample when each peer's own prune_by_noise_rate
-        flags it: a label both peers independently count as wrong. A weak model's mistakes
-        on clean labels each inflate one peer's count, and the two peers (trained apart,
-        ProMix's co-training) make them on different samples more than on the same; a
-        wrong label is found by both. Measured in docs/label-issues.md, where it keeps the
-        flagged count near the truly wrong count that one count overshoots at low noise.
-        prune_by_noise_rate flags, per pair (given i, true j), as many of the samples
-        labelled i as the ensemble's confident joint puts in (i, j), those with the largest
-        p_j - p_i (cleanlab's rule on the peers' mean). predicted_neq_given flags where the
-        ensemble's argmax is another class (many more). With one peer, every_peer is
-        prune_by_noise_rate.
+    filter_by: prune_by_noise_rate (default) flags, per pair (given i, true j), as many of
+        the samples labelled i as the confident joint of the peers' mean puts in (i, j),
+        those with the largest p_j - p_i (cleanlab's rule); so the flagged count follows the
+        estimated number of wrong labels. every_peer flags a sample when each peer's own
+        prune_by_noise_rate flags it: a weak model's mistakes on right labels inflate one
+        count, and the two peers make them on different samples more often than on the
+        same, so it flags fewer; measured in docs/label-issues.md, it fits short runs, and
+        undercounts once the peers have trained long enough to fit some wrong labels. With
+        one peer it is prune_by_noise_rate. predicted_neq_given flags where the ensemble's
+        argmax is another class (many more).
     threshold: predicted_neq_given only: flag only below this label_quality.
     suggest_threshold: a suggestion needs every peer's top probability above this, on the
         same class, which is not the given label.

@@ -50,8 +50,7 @@ def test_ranking_and_flags():
     assert margin.is_label_issue.tolist() == out.is_label_issue.tolist()
     assert out.order.tolist() == [5, 1, 3, 4, 2, 0]
     assert out.predicted_label.tolist() == [0, 1, 1, 0, 2, 0]
-    # every_peer: 3 is flagged by peer 1 only (peer 2's argmax is its label, 1)
-    assert out.is_label_issue.tolist() == [False, True, False, False, False, True]
+    assert out.is_label_issue.tolist() == [False, True, False, True, False, True]
     np.testing.assert_allclose(out.pred_probs.sum(1), 1)
     assert len(out) == 6
 
@@ -64,11 +63,12 @@ def test_each_peer_counts_on_its_own_and_both_must_flag():
     Both: 1 and 5. Their joint: 1 in (0, its ensemble's best other class 1), 5 in (2, 0)."""
     single = [find_label_issues(LABELS, p) for p in (P1, P2)]
     assert [np.flatnonzero(o.is_label_issue).tolist() for o in single] == [[1, 3, 5], [1, 5]]
-    out = find_label_issues(LABELS, P1, P2)
+    out = find_label_issues(LABELS, P1, P2, filter_by="every_peer")
     assert np.flatnonzero(out.is_label_issue).tolist() == [1, 5]
     assert out.joint.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-    # the ensemble's own count (cleanlab's rule on the peers' mean) flags 3 as well
-    mean = find_label_issues(LABELS, P1, P2, filter_by="prune_by_noise_rate")
+    assert health_score(out) == 4 / 6  # the flags' joint puts 2 of the 6 off its diagonal
+    # the default, one count over the peers' mean (cleanlab's rule), flags 3 as well
+    mean = find_label_issues(LABELS, P1, P2)
     assert np.flatnonzero(mean.is_label_issue).tolist() == [1, 3, 5]
 
 
@@ -164,12 +164,10 @@ def test_class_summary_and_health():
     summary = class_summary(LABELS, out, 3, selected=[1, 0, 1, 1, 1, 0])
     assert summary["size"].tolist() == [2, 2, 2]
     assert summary["selected"].tolist() == [1, 2, 1]
-    assert summary["issues"].tolist() == [1, 0, 1]
-    np.testing.assert_allclose(summary["estimated_noise_rate"], [0.5, 0, 0.5])
+    assert summary["issues"].tolist() == [1, 1, 1]
+    np.testing.assert_allclose(summary["estimated_noise_rate"], [0.5, 0.5, 0.5])
     assert class_summary(LABELS, out, 4)["selected"].tolist() == [-1] * 4
-    assert health_score(out) == 4 / 6  # the flags' joint puts 2 of the 6 off its diagonal
-    mean = find_label_issues(LABELS, P1, P2, filter_by="prune_by_noise_rate")
-    assert health_score(mean) == 0.5  # the ensemble's confident joint: 3 of the 6
+    assert health_score(out) == 0.5  # the joint puts 3 of the 6 off its diagonal
 
 
 @pytest.mark.parametrize("scores, positive, roc, ap", [
@@ -202,7 +200,7 @@ def test_auroc_auprc_match_scikit_learn():
 
 
 def test_detection_metrics():
-    out = find_label_issues(LABELS, P1, P2, filter_by="prune_by_noise_rate")
+    out = find_label_issues(LABELS, P1, P2)
     wrong = np.array([0, 1, 0, 0, 0, 1], bool)  # sample 3 flagged but actually right
     m = detection_metrics(out.label_quality, out.is_label_issue, wrong)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0

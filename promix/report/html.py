@@ -86,8 +86,8 @@ def _overview(s: dict) -> str:
     html_kpis = "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in kpis)
     sources = ", ".join(f"{k}: {v:,}" for k, v in s["selected_by"].items())
     text = (f"<p class=\"muted\">method {_e(s['method'])}; label_quality = "
-            f"{_e(s['label_quality'])}; flags: the labels that each peer's calibrated "
-            f"confident joint counts as wrong ({_e(s['filter_by'])}); selected by "
+            f"{_e(s['label_quality'])}; flags: as many as the calibrated confident joint of the "
+            f"peers' predictions estimates are wrong ({_e(s['filter_by'])}); selected by "
             f"{_e(sources)}</p>{html_kpis}")
     if "truth" not in s:
         return text + ("<p>The noise figures are <b>estimates</b> from the model's predictions: "

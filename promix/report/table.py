@@ -33,7 +33,7 @@ from ..selection import high_confidence
 from ..truth import Truth, data_base, read_truth, relative_path
 
 QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.md says why)
-FILTER = "every_peer"  # is_label_issue: what every peer counts among its wrong labels
+FILTER = "prune_by_noise_rate"  # is_label_issue: as many as the confident joint estimates
 
 
 @dataclass(frozen=True)
