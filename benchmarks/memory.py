@@ -199,7 +199,7 @@ def main() -> None:
     peak = status_bytes("VmHWM")
     result = {
         "host": host.describe(),
-        "shared_machine": "2 cores shared with other jobs: timings are noisy, ratios hold",
+        "note": "timings are noisy when other jobs share the cores: see host.load_average",
         "images": args.images, "jpeg_side": args.side, "image_size": args.size,
         "train_images": len(data.train), "cache_bytes": cache_bytes,
         "decode": {"pil_single_process_images_per_s": single,
