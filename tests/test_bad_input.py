@@ -4,10 +4,9 @@ table runs in seconds; one case checks the exit code of `python -m promix` itsel
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import command
 import numpy as np
 import pytest
 import torch
@@ -148,8 +147,7 @@ def test_refused_in_one_line_and_nothing_written(env, capsys, argv, message):
 
 
 def test_the_exit_code_of_the_real_command(env):
-    proc = subprocess.run([sys.executable, "-m", "promix", "train", "--epochs", "0"], cwd=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = command.promix("train", "--epochs", "0", cwd=env, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == ("promix: error: schedule.epochs=0 is out of range: expected int "
                            ">= 1\n")

@@ -1,11 +1,10 @@
 """End to end through the real CLI: `python -m promix ...` in a subprocess."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from command import promix
 from PIL import Image
 
 from promix.hardware import cpu_isa
@@ -13,11 +12,6 @@ from promix.runs import load_tensors, read_metrics
 
 SMALL = ["--per_class=40", "--epochs=5", "--warmup_epochs=2", "--batch_size=64", "--width=8",
          "--progress=false", "--tau=0.9"]
-
-
-def promix(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "promix", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
+import command
 import numpy as np
 import pytest
 from PIL import Image
@@ -53,9 +53,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def promix(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "promix", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=300)
+promix = partial(command.promix, timeout=300)
 
 
 @pytest.fixture(scope="module")

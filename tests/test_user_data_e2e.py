@@ -1,11 +1,10 @@
 """`promix train --data FOLDER` end to end: the user preset, bad files skipped and listed."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from command import promix
 from PIL import Image
 
 from promix.runs import read_metrics
@@ -28,10 +27,9 @@ def folder(tmp_path):
 def test_train_on_a_folder_skips_and_lists_bad_files(folder, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
     out = tmp_path / "runs"
-    args = [sys.executable, "-m", "promix", "train", "--data", str(folder), f"--out_dir={out}",
-            "--run.name=mine", "--skip_bad_images=true", "--epochs=4", "--width=4",
-            "--batch_size=16", "--progress=false", f"--cache_dir={tmp_path / 'cache'}"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    proc = promix("train", "--data", str(folder), f"--out_dir={out}", "--run.name=mine",
+                  "--skip_bad_images=true", "--epochs=4", "--width=4", "--batch_size=16",
+                  "--progress=false", f"--cache_dir={tmp_path / 'cache'}")
     assert proc.returncode == 0, proc.stderr
     run = out / "mine"
     assert (run / "skipped_files.txt").read_text().startswith(str(folder / "class0" / "broken.png"))
