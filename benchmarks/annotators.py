@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import docgen  # noqa: E402
 import host  # noqa: E402
-import review_budget  # noqa: E402  (settings, configs, the doc writer)
+import review_budget  # noqa: E402  (settings, configs, the doc page)
 import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ CELLS = {
 # the ratio is estimated per class as a practitioner's run does (the `user` preset's rule)
 # rather than the noise preset's fixed rho = 0.5, which was tuned for 50% noise.
 SELECTION = {"lenient": ["--rho_mode=lenient", "--quota=per_class"]}
-BEGIN, END = "<!-- annotators table: generated -->", "<!-- end annotators table -->"
+BEGIN, END = docgen.markers("annotators table")
 
 
 def simulate(true: np.ndarray, classes: int, seed: int) -> dict[str, np.ndarray]:
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
     rows = [r for s in review_budget.SETTINGS
             for r in table.load_results(ROOT / "benchmarks" / "results" /
                                         f"annotators-{s}.jsonl")]
-    review_budget.write_doc(review_budget.DOC, markdown(rows), BEGIN, END)
+    docgen.write_section(review_budget.DOC, markdown(rows), BEGIN, END)
     return 0
 
 

@@ -39,6 +39,7 @@ from promix.models.timm_backbone import pretrained_cfg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import docgen  # noqa: E402
 import host  # noqa: E402
+from paths import ROOT  # noqa: E402
 
 MODELS = ("small_cnn", "timm:mobilenetv3_large_100", "timm:efficientnet_b0",
           "timm:convnext_atto", "timm:resnet18", "timm:resnet50")
@@ -85,7 +86,7 @@ def measure(name: str, batch: int, steps: int) -> dict:
     return row
 
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "backbones.md"
+DOC = ROOT / "docs" / "backbones.md"
 PASSES_PER_IMAGE = 2 * 4 + 2 / 3  # efficient ProMix epoch, in training-pass equivalents
 H200 = Path(__file__).parent / "results" / "throughput-h200-grouped.json"
 
@@ -131,8 +132,9 @@ def main() -> None:
         record = json.loads(Path(args.out).read_text())
         record["models"] = [with_estimates(r, h200) for r in record["models"]]
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-        docgen.write_section(DOC, table(record), *docgen.markers("backbones table"))
-        print(table(record))
+        text = table(record)
+        docgen.write_section(DOC, text, *docgen.markers("backbones table"))
+        print(text)
         return
     rows = [with_estimates(measure(m, args.batch, args.steps), h200)
             for m in args.models.split(",") if m]

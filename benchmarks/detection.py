@@ -257,7 +257,7 @@ def run_folder_settings(args, tmp: str, save) -> list[dict]:
         cfg = folder_config(args, root, tmp, weights)
         plan_model(cfg)  # offline, the fallback model for ProMix and cleanlab's folds alike
         data = build_dataset(cfg.data)
-        (Path(tmp) / f"truth-{kind}-{rate}.json").write_text(json.dumps(truth, default=str))
+        (Path(tmp) / f"truth-{kind}-{rate}.json").write_text(json.dumps(truth))
         true = torch.tensor([data.classes.index(truth[p]) for p in data.train.paths])
         data = replace(data, true_labels=true)
         wrong = int((true != data.train.labels).sum())

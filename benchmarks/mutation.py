@@ -29,6 +29,9 @@ from pathlib import Path
 
 import tomllib
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import docgen  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
 SURVIVORS = ROOT / "benchmarks" / "mutation_survivors.toml"
@@ -157,10 +160,7 @@ def render(result: dict) -> str:
 
 def write_doc(block: str) -> None:
     begin, end = "<!-- mutation:begin (benchmarks/mutation.py) -->", "<!-- mutation:end -->"
-    text = DOC.read_text()
-    head, _, rest = text.partition(begin)
-    _, _, tail = rest.partition(end)
-    DOC.write_text(f"{head}{begin}\n{block}\n{end}{tail}")
+    docgen.write_section(DOC, block, begin, end)
 
 
 def main(argv=None) -> int:

@@ -43,9 +43,9 @@ from promix.data.load import CIFAR_STATS, dataset_from_arrays
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import docgen  # noqa: E402
 import host  # noqa: E402
-from paths import CIFAR10_ARCHIVE  # noqa: E402
+from paths import CIFAR10_ARCHIVE, ROOT  # noqa: E402
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "backbones.md"
+DOC = ROOT / "docs" / "backbones.md"
 PRETRAIN_CLASSES, TASK_CLASSES = (5, 6, 7, 8, 9), (0, 1, 2, 3, 4)
 PRETRAIN_PER_CLASS, TASK_PER_CLASS = 5000, 300
 PRETRAIN_EPOCHS, TASK_EPOCHS = 12, 10

@@ -53,7 +53,7 @@ SETTINGS = {
         "--per_class=20", "--width=4", "--epochs=3", "--batch_size=32"],
         "noises": ("sym50",), "budgets": (10, 20), "folds": 2},
 }
-BEGIN, END = "<!-- review_budget table: generated -->", "<!-- end review_budget table -->"
+BEGIN, END = docgen.markers("review_budget table")
 
 
 def make_config(setting: str, noise: str, *extra: str):
@@ -192,11 +192,6 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_doc(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
-    """Replace the generated block between the markers of docs/review.md."""
-    docgen.write_section(doc, text, begin, end)
-
-
 def parse_args(argv, *, name: str, doc: str):
     """The command line both review benchmarks share (this one and annotators.py): the
     setting, `--report`, the runs folder. Returns (args, setting, results file); when it will
@@ -225,7 +220,7 @@ def main(argv=None) -> int:
             measure(setting, noise, args.runs / setting, results)
     rows = [r for s in SETTINGS
             for r in load(ROOT / "benchmarks" / "results" / f"review_budget-{s}.jsonl")]
-    write_doc(DOC, markdown(rows))
+    docgen.write_section(DOC, markdown(rows), BEGIN, END)
     return 0
 
 
