@@ -4,10 +4,10 @@ The core is `find_label_issues(labels, pred_probs_1, pred_probs_2)`. It ranks ev
 by `label_quality` (0 to 1, higher means the given label is more likely right), flags about
 as many samples as it estimates are wrong (the calibrated confident joint of the peers' mean,
 `promix.confident`), and suggests a replacement label where both peers agree on another
-class with high confidence. The rest of the module summarizes a
-dataset (per-class noise rates, a health score) and, when the true labels are known,
-measures detection (AUROC, AUPRC, precision, recall, F1). Inputs are NumPy arrays or
-tensors; outputs are NumPy arrays. No scikit-learn.
+class with high confidence. The rest of the module summarizes a dataset (per-class noise
+rates, a health score) and, when the true labels are known, measures detection (AUROC,
+AUPRC, precision, recall, F1). Inputs are NumPy arrays or tensors; outputs are NumPy
+arrays. No scikit-learn.
 """
 
 from __future__ import annotations
