@@ -61,7 +61,7 @@ def make_config(setting: str, noise: str, *extra: str):
     from promix.config import apply_overrides, load_preset
 
     overrides = SETTINGS[setting]["overrides"] + [f"--seed={SEED}", f"--noise_seed={SEED}",
-                                                  "--checkpoint_every=0", *extra]
+                                                  "--checkpoint_every=1", *extra]
     cfg = apply_overrides(load_preset(table.NOISES[noise][0]), overrides)
     cfg.data.root = str((ROOT / cfg.data.root).resolve())  # the overrides are repo-relative
     return cfg
@@ -114,6 +114,16 @@ def cleanlab_order(cfg, data, folds: int) -> np.ndarray:
     return np.argsort(get_label_quality_scores(labels.numpy(), probs), kind="stable")
 
 
+def cached_order(path: Path, compute) -> np.ndarray:
+    """An order computed once per runs folder, so a benchmark stopped after cleanlab's K
+    models does not train them again when it is started again."""
+    if path.is_file():
+        return np.load(path)
+    order = compute()
+    np.save(path, order)
+    return order
+
+
 def reviewer_answers(order: np.ndarray, n: int, given: np.ndarray, true: np.ndarray,
                      classes) -> list:
     """The corrections of a reviewer who checks order[:n] and knows the true labels."""
@@ -143,8 +153,10 @@ def measure(setting: str, noise: str, runs: Path, results: Path) -> None:
             if (noise, ranking, n) in done:
                 continue
             if ranking not in orders:  # cleanlab's K models only when a row needs them
-                orders[ranking] = cleanlab_order(make_config(setting, noise), data,
-                                                 SETTINGS[setting]["folds"])
+                orders[ranking] = cached_order(
+                    runs / f"{noise}-cleanlab-order.npy",
+                    lambda: cleanlab_order(make_config(setting, noise), data,
+                                           SETTINGS[setting]["folds"]))
             rows = reviewer_answers(orders[ranking], n, given, true, data.classes)
             found = sum(r.decision == "relabel" for r in rows)
             path = write_corrections(runs / f"{noise}-{ranking}-{n}.csv", rows)
