@@ -18,7 +18,9 @@ and F1 of the flagged set, and wall time. Needs the bench extras: pip install 'p
 sym or class-dependent asym: benchmarks/noisy_folder.py), and ProMix trains on it as
 `promix train --data FOLDER --epochs=E` does (the `user` preset, its 20% held out); cleanlab's
 folds train `ce` on the same training images with the same epochs. Also scored: the flagged
-count against the truly wrong count, and the estimated number of wrong labels.
+count against the truly wrong count, and the estimated number of wrong labels. With
+--methods promix, the cleanlab rows of an existing --out file of the same settings are kept,
+not measured again (a change to promix's flags does not touch cleanlab's folds).
     python benchmarks/detection.py --folder --classes 4 --per_class 300 --epochs 15 \
         --settings sym:0.1,sym:0.25,sym:0.4,asym:0.1,asym:0.25,asym:0.4 \
         --out benchmarks/results/detection-folder-s123.json
@@ -56,6 +58,7 @@ from promix.hardware import autocast
 from promix.inference import predict
 from promix.issues import QUALITY_METHODS, auprc, auroc, detection_metrics, find_label_issues
 from promix.models.plan import plan_model
+from promix.report.table import FILTER
 from promix.runs import load_tensors
 from promix.trainer import Trainer
 
@@ -117,13 +120,17 @@ def flag_scores(out: dict, true_labels: torch.Tensor, tau: float) -> dict:
     and every sample the peers' mean assigns to another class."""
     labels = out["noisy_labels"]
     probs = [out[f"logits{k}"].float().softmax(1) for k in (1, 2)]
-    issues = find_label_issues(labels, *probs, suggest_threshold=tau)
+    late = [out[f"late_probs{k}"] for k in (1, 2) if f"late_probs{k}" in out]
+    issues = find_label_issues(labels, *probs, suggest_threshold=tau, filter_by=FILTER,
+                               count_probs=late or None)  # what the run's report flags
     wrong = (true_labels != labels).numpy()
     row = with_ratio(detection_metrics(issues.label_quality, issues.is_label_issue, wrong))
     return row | {
+        "filter_by": FILTER, "counted_from": "late_probs" if late else "final_probs",
         "suggested": int((issues.suggested_label >= 0).sum()),
         "suggested_correct": int((issues.suggested_label == true_labels.numpy()).sum()),
         "estimated_wrong": int(issues.joint.sum() - np.trace(issues.joint)),
+        "last_epoch_flags": score(labels, probs, wrong),  # prune_by_noise_rate, final probs
         "every_peer_flags": score(labels, probs, wrong, filter_by="every_peer"),
         "argmax_flags": score(labels, probs, wrong, filter_by="predicted_neq_given")}
 
@@ -249,6 +256,8 @@ def run_folder_settings(args, tmp: str, save) -> list[dict]:
     images, labels = cifar_subset(cifar.train, names, args.per_class)
     weights = pretrain_backbone(args, cifar, names, tmp) if args.pretrain else None
     results = []
+    before = {r["setting"]: r for r in json.loads(args.out.read_text())["results"]} \
+        if args.out.is_file() and "cleanlab" not in args.methods else {}
     for setting in args.settings.split(","):
         kind, rate = setting.split(":")
         root = Path(tmp) / f"folder-{kind}-{rate}"
@@ -274,6 +283,10 @@ def run_folder_settings(args, tmp: str, save) -> list[dict]:
         if "cleanlab" in args.methods:
             ce_cfg = replace(cfg, run=replace(cfg.run, method="ce"))
             row["cleanlab"] = run_cleanlab(ce_cfg, data, args.folds) | {"epochs": args.epochs}
+        elif "cleanlab" in before.get(row["setting"], {}):  # same folder, same seed: kept
+            same = before[row["setting"]]["train_size"] == row["train_size"]
+            assert same, f"{args.out} was measured on other data: run cleanlab again"
+            row["cleanlab"] = before[row["setting"]]["cleanlab"] | {"kept_from": str(args.out)}
         results.append(row)
         save(results)
     return results
@@ -325,11 +338,14 @@ def run_cifar_settings(args, tmp: str, save) -> list[dict]:
 def folder_table(files: list[Path]) -> str:
     """The docs/label-issues.md table of --folder results, one row per setting and seed."""
     head = ("| setting | backbone | seed | wrong | ProMix flagged | ProMix P / R / F1 | "
-            "flagged by every peer | cleanlab flagged | cleanlab P / R / F1 | "
+            "counted at the last epoch: flagged, F1 | cleanlab flagged | cleanlab P / R / F1 | "
             "AUROC ProMix / cleanlab | wall time ProMix / cleanlab |\n" + "|---" * 11 + "|")
     lines = [head]
     times = lambda m: f"{m['flagged']} ({m['flagged_per_wrong']:.2f}x)"  # noqa: E731
     prf = lambda m: f"{m['precision']:.1%} / {m['recall']:.1%} / {m['f1']:.3f}"  # noqa: E731
+    # the flags before the count moved to late_probs: prune_by_noise_rate on the final ones
+    last = lambda m: (f"{times(m['last_epoch_flags'])}, {m['last_epoch_flags']['f1']:.3f}"  # noqa: E731
+                      if "last_epoch_flags" in m else "-")
     for file in files:
         run = json.loads(Path(file).read_text())
         seed = run["command"].split("--seed ")[1].split()[0] if "--seed " in run["command"] \
@@ -340,7 +356,7 @@ def folder_table(files: list[Path]) -> str:
             kind = r["setting"].split(", ")[2]
             lines.append(
                 f"| {kind} | {start} | {seed} | {p['wrong']} of {r['train_size']} | "
-                f"{times(p)} | {prf(p)} | {times(p['every_peer_flags'])} | {times(c)} | "
+                f"{times(p)} | {prf(p)} | {last(p)} | {times(c)} | "
                 f"{prf(c)} | {p['auroc']:.3f} / {c['auroc']:.3f} | "
                 f"{p['seconds']:.0f} / {c['seconds']:.0f} s |")
     return "\n".join(lines)

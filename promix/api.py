@@ -177,7 +177,8 @@ def absolute_paths(data_cfg):
 
 
 def save_train_outputs(path: Path, trainer: Trainer) -> None:
-    """Final eval-mode logits of each peer on the training set, and the selection masks.
+    """Final eval-mode logits of each peer on the training set, the selection masks, and each
+    peer's probabilities averaged over the second half of training (late_probs).
     Collective under torchrun: every rank calls it, rank 0 writes."""
     outputs = trainer.infer_train()
     if not trainer.world.is_main:
@@ -193,6 +194,8 @@ def save_train_outputs(path: Path, trainer: Trainer) -> None:
     for k, peer in enumerate(trainer.state.selection, start=1):
         tensors[f"css{k}"] = peer.clean.to(torch.uint8)
         tensors[f"chosen{k}"] = peer.chosen.to(torch.uint8)
+        if peer.late_passes > 0:  # what the flags count from (promix.issues, count_probs)
+            tensors[f"late_probs{k}"] = peer.late_probs(outputs[k - 1].probs).cpu()
     runs.save_tensors(path, tensors)
 
 

@@ -3,6 +3,7 @@ al., "Confident Learning", JAIR 2021), written over the peers' probabilities.
 
     joint = confident_joint(labels, probs)        # (C, C) counts of (given i, estimated true j)
     flags = prune_by_noise_rate(labels, probs, joint)   # (N,) bool, about joint's off-diagonal
+    flags = rank_by_class(labels, quality, joint)  # (N,) bool, exactly the joint's count
     noise_estimates(labels, joint)                 # noise rates with 95% intervals, T̂
     flagged_joint(labels, probs, flags)            # the joint of any set of flags
 
@@ -70,6 +71,22 @@ def prune_by_noise_rate(labels: np.ndarray, probs: np.ndarray, joint: np.ndarray
     boosted = probs.copy()
     boosted[np.arange(len(labels)), labels] += 1e-6
     return flags & (boosted.argmax(1) != labels)
+
+
+def rank_by_class(labels: np.ndarray, quality: np.ndarray, joint: np.ndarray) -> np.ndarray:
+    """Flags (N,) bool: for every given class i, the Σ_{j≠i} joint[i, j] samples labelled i
+    of lowest quality (at least one sample per class stays unflagged). So exactly as many
+    samples are flagged, class by class, as the joint estimates are wrong. cleanlab's
+    prune_by_class ranks the same way, then unflags samples whose given label is the
+    model's argmax; that step is left out here, because with a joint counted from earlier
+    probabilities (`find_label_issues`' count_probs) those are the wrong labels the network
+    memorized late, which the count was taken to see. labels (N,), quality (N,), joint (C, C)."""
+    flags = np.zeros(len(labels), dtype=bool)
+    for i in range(joint.shape[0]):
+        members = np.flatnonzero(labels == i)
+        take = min(int(joint[i].sum() - joint[i, i]), max(len(members) - 1, 0))
+        flags[members[np.argsort(quality[members], kind="stable")[:take]]] = True
+    return flags
 
 
 def flagged_joint(labels: np.ndarray, probs: np.ndarray, flags: np.ndarray) -> np.ndarray:

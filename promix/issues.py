@@ -17,17 +17,24 @@ from typing import Literal
 
 import numpy as np
 
-from .confident import confident_joint, flagged_joint, noise_estimates, prune_by_noise_rate
+from .confident import (
+    confident_joint,
+    flagged_joint,
+    noise_estimates,
+    prune_by_noise_rate,
+    rank_by_class,
+)
 from .metrics import precision_recall_f1
 
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_adjusted")
 SOURCES = ("css", "mhcs", "lga", "none")  # values of `selected_by`, most trusted first
 # How is_label_issue is decided: prune_by_noise_rate flags as many as the ensemble's confident
-# joint estimates are wrong (cleanlab's default, applied to the peers' mean); every_peer flags
+# joint estimates are wrong (cleanlab's default, applied to the peers' mean); rank_by_class
+# flags exactly that many per given class, lowest label_quality first; every_peer flags
 # what each peer's own prune_by_noise_rate flags (fewer: for short runs, docs/label-issues.md);
 # predicted_neq_given flags every sample whose ensemble argmax is another class with
 # label_quality < threshold (far more).
-FILTERS = ("prune_by_noise_rate", "every_peer", "predicted_neq_given")
+FILTERS = ("prune_by_noise_rate", "rank_by_class", "every_peer", "predicted_neq_given")
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,8 @@ class LabelIssues:
     pred_probs: (N, C) float, the ensemble's probabilities.
     joint: (C, C) int, given label (row) by estimated true label (column); its off-diagonal
         sum is the estimated number of wrong labels: the calibrated confident joint of the
-        peers' mean; with every_peer, the joint of the flags themselves
-        (`confident.flagged_joint`), whose estimate is the flagged count.
+        peers' mean (of count_probs' mean when given); with every_peer, the joint of the
+        flags themselves (`confident.flagged_joint`), whose estimate is the flagged count.
     """
 
     label_quality: np.ndarray
@@ -62,8 +69,9 @@ class LabelIssues:
 def find_label_issues(
     labels, pred_probs_1, pred_probs_2=None, *, quality: str = "self_confidence",
     threshold: float = 0.5, suggest_threshold: float = 0.9,
-    filter_by: Literal["prune_by_noise_rate", "every_peer",
+    filter_by: Literal["prune_by_noise_rate", "rank_by_class", "every_peer",
                        "predicted_neq_given"] = "prune_by_noise_rate",
+    count_probs=None,
 ) -> LabelIssues:
     """Rank and flag the given labels that the peers' ensemble rejects.
 
@@ -76,13 +84,23 @@ def find_label_issues(
     filter_by: prune_by_noise_rate (default) flags, per pair (given i, true j), as many of
         the samples labelled i as the confident joint of the peers' mean puts in (i, j),
         those with the largest p_j - p_i (cleanlab's rule); so the flagged count follows the
-        estimated number of wrong labels. every_peer flags a sample when each peer's own
-        prune_by_noise_rate flags it: a weak model's mistakes on right labels inflate one
-        count, and the two peers make them on different samples more often than on the
-        same, so it flags fewer; measured in docs/label-issues.md, it fits short runs, and
-        undercounts once the peers have trained long enough to fit some wrong labels. With
-        one peer it is prune_by_noise_rate. predicted_neq_given flags where the ensemble's
-        argmax is another class (many more).
+        estimated number of wrong labels. rank_by_class flags, per given class i, as many
+        of the samples labelled i as row i of the joint puts off the diagonal, those of
+        lowest label_quality (what a run's report uses, with count_probs). every_peer flags a
+        sample when each peer's own prune_by_noise_rate flags it: a weak model's mistakes on
+        right labels inflate one count, and the two peers make them on different samples
+        more often than on the same, so it flags fewer; measured in docs/label-issues.md, it
+        fits short runs, and undercounts once the peers have trained long enough to fit some
+        wrong labels. With one peer it is prune_by_noise_rate. predicted_neq_given flags
+        where the ensemble's argmax is another class (many more).
+    count_probs: optional probabilities (one (N, C) array per peer, like pred_probs) to count
+        the wrong labels from: the joint (and so the flagged count and the noise estimates) is
+        the confident joint of their mean instead of the pred_probs' mean; the ranking and the
+        suggestions still come from pred_probs. A promix run saves the peers' probabilities
+        averaged over the second half of training (`late_probs1/2` in train_outputs): a network
+        that has memorized some wrong labels by the last epoch counts too few, and one early
+        in training too many (measured in docs/label-issues.md). prune_by_noise_rate and
+        rank_by_class only.
     threshold: predicted_neq_given only: flag only below this label_quality.
     suggest_threshold: a suggestion needs every peer's top probability above this, on the
         same class, which is not the given label.
@@ -98,6 +116,17 @@ def find_label_issues(
         raise ValueError("threshold and suggest_threshold are probabilities: use values in [0, 1]")
     if filter_by not in FILTERS:
         raise ValueError(f"unknown filter_by {filter_by!r}: use one of {', '.join(FILTERS)}")
+    counted = None
+    if count_probs is not None:
+        if filter_by not in ("prune_by_noise_rate", "rank_by_class"):
+            raise ValueError(f"count_probs counts the wrong labels of prune_by_noise_rate and "
+                             f"rank_by_class; filter_by={filter_by!r} does not count: drop one")
+        arrays = [count_probs] if _is_array(count_probs) else list(count_probs)
+        arrays = [_check_probs(p, labels, f"count_probs[{k}]") for k, p in enumerate(arrays)]
+        if any(p.shape != peers[0].shape for p in arrays):
+            raise ValueError(f"count_probs must have the pred_probs' shape {peers[0].shape}: "
+                             "one (N, C) array per peer, over the same samples and classes")
+        counted = sum(arrays) / len(arrays)
     probs = sum(peers) / len(peers)  # (N, C)
     score = label_quality_scores(labels, probs, method=quality)
     predicted = probs.argmax(1)
@@ -106,9 +135,13 @@ def find_label_issues(
                         for p in peers], axis=0)
         joint = flagged_joint(labels, probs, flags)
     else:
-        joint = confident_joint(labels, probs)
-        flags = (prune_by_noise_rate(labels, probs, joint) if filter_by == "prune_by_noise_rate"
-                 else (predicted != labels) & (score < threshold))
+        joint = confident_joint(labels, probs if counted is None else counted)
+        if filter_by == "prune_by_noise_rate":
+            flags = prune_by_noise_rate(labels, probs, joint)
+        elif filter_by == "rank_by_class":
+            flags = rank_by_class(labels, score, joint)
+        else:
+            flags = (predicted != labels) & (score < threshold)
     return LabelIssues(
         label_quality=score,
         is_label_issue=flags,
@@ -296,3 +329,8 @@ def _numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _is_array(x) -> bool:
+    """One array or tensor (rather than a sequence of them, one per peer)."""
+    return hasattr(x, "shape")

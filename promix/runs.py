@@ -11,7 +11,8 @@ Layout:
     metrics.jsonl        one JSON object per epoch (losses by term, selection, accuracies)
     checkpoints/         the last checkpoints, to continue with --resume (docs/resume.md)
     model.safetensors    both peers' weights and the class priors (no pickle)
-    train_outputs.safetensors  final per-sample logits of each peer and the selection masks
+    train_outputs.safetensors  final per-sample logits of each peer, the selection masks and
+                         each peer's probabilities averaged over the second half of training
     summary.json         final accuracies and selection quality
     skipped_files.txt    unreadable images left out (only with --skip_bad_images)
     label_issues.csv     one row per training sample, most suspicious first (docs/label-issues.md)

@@ -50,17 +50,34 @@ def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 
 @dataclass
 class PeerSelection:
-    """One peer's selection record over the training set; each mask is (N,) bool."""
+    """One peer's selection record over the training set: three (N,) bool masks, and the
+    running sum behind the probabilities the label-issue count is taken from."""
 
     clean: torch.Tensor  # CSS set s_k of the last selection pass (SPEC §5)
     selected: torch.Tensor  # CSS ∪ MHCS of the last selection pass: "selected as clean"
     chosen: torch.Tensor  # each sample's last step-level L_k (CSS ∪ MHCS ∪ LGA, §6.3-6.5)
+    # (N, C) fp32 sum of the selection passes' probabilities from the run's middle epoch on,
+    # and how many passes it holds (0-d int64): the flags' count (`late_probs`, api.py)
+    late_sum: torch.Tensor
+    late_passes: torch.Tensor
 
     @classmethod
-    def everything(cls, n: int, device) -> PeerSelection:
+    def everything(cls, n: int, num_classes: int, device) -> PeerSelection:
         """Before the first selection pass every sample counts as clean."""
         ones = torch.ones(n, dtype=torch.bool, device=device)
-        return cls(ones, ones.clone(), ones.clone())
+        return cls(ones, ones.clone(), ones.clone(),
+                   torch.zeros(n, num_classes, device=device),
+                   torch.zeros((), dtype=torch.int64, device=device))
+
+    def add_late(self, probs: torch.Tensor) -> None:
+        """Count one selection pass's probabilities (N, C) in the late average."""
+        self.late_sum += probs.to(self.late_sum)
+        self.late_passes += 1
+
+    def late_probs(self, final: torch.Tensor) -> torch.Tensor:
+        """The mean of the late passes' probabilities and the final ones (N, C): the
+        probabilities averaged over the second half of training."""
+        return (self.late_sum + final.to(self.late_sum)) / (self.late_passes + 1)
 
 
 @dataclass
@@ -98,6 +115,7 @@ class TrainState:
                     extra.setdefault(str(i), {})[key] = value
         for k, peer in enumerate(self.selection, 1):
             out |= {f"{name}{k}": getattr(peer, name).to(torch.uint8) for name in MASKS}
+            out |= {f"late_sum{k}": peer.late_sum, f"late_passes{k}": peer.late_passes}
         out["optimizer"] = {"param_groups": optim["param_groups"], "state": extra}
         out["history"] = list(self.history)
         return out
@@ -116,6 +134,9 @@ class TrainState:
         for k, peer in enumerate(self.selection, 1):
             for name in MASKS:
                 getattr(peer, name).copy_(state[f"{name}{k}"].bool())
+            if f"late_sum{k}" in state:  # older checkpoints lack it: an average of fewer passes
+                peer.late_sum.copy_(state[f"late_sum{k}"])
+                peer.late_passes.copy_(state[f"late_passes{k}"])
         self.history = list(state["history"])
 
     # ------------------------------------------------------------------ random streams

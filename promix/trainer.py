@@ -96,7 +96,8 @@ class Trainer:
         )
         self.state = TrainState(
             nets=nets, optimizer=optimizer, priors=priors,
-            selection=[PeerSelection.everything(len(self.labels), self.device) for _ in nets],
+            selection=[PeerSelection.everything(len(self.labels), self.num_classes, self.device)
+                       for _ in nets],
             random=StepRandom(np.random.default_rng(run.seed),
                               torch.Generator(self.device).manual_seed(run.seed)),
             order=torch.Generator().manual_seed(run.seed + 1),  # data order, on the CPU
@@ -257,6 +258,8 @@ class Trainer:
             peer.chosen = (matched_high_confidence(peer.clean, out.probs, self.labels, p.tau)
                            if p.mhcs else peer.clean.clone())
             peer.selected = peer.chosen.clone()
+            if sched.epoch >= self.cfg.schedule.epochs // 2:  # the count's probabilities
+                peer.add_late(out.probs)
             record[f"selected/css_{k + 1}"] = int(peer.clean.sum())
             record[f"selected/mhcs_{k + 1}"] = int(peer.chosen.sum())
             record |= self._quality(f"css_{k + 1}", peer.clean)

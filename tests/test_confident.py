@@ -10,6 +10,7 @@ from promix.confident import (
     confident_thresholds,
     noise_estimates,
     prune_by_noise_rate,
+    rank_by_class,
     wilson_interval,
 )
 from promix.issues import find_label_issues, health_score
@@ -46,6 +47,35 @@ def test_a_sample_the_model_agrees_with_is_never_flagged():
     # three of class 0 said wrong: by margin s3, s2, s1; but s1's argmax is its label, 0
     joint = np.array([[1, 3], [0, 4]])
     assert np.flatnonzero(prune_by_noise_rate(LABELS, PROBS, joint)).tolist() == [2, 3]
+
+
+def test_rank_by_class_flags_the_joints_count_lowest_quality_first():
+    quality = PROBS[np.arange(8), LABELS]  # p(given): s0..s3 .9 .8 .45 .25; s4..s7 .9 .8 .75 .42
+    # JOINT: one wrong label among class 0, none in class 1 -> class 0's lowest, s3 (.25).
+    assert np.flatnonzero(rank_by_class(LABELS, quality, np.array(JOINT))).tolist() == [3]
+    # All four of class 0 said wrong: three flagged (one stays), s3, s2 and s1 (.8) although
+    # s1's argmax is its label; one of class 1 wrong: its lowest, s7 (.42).
+    joint = np.array([[0, 4], [1, 3]])
+    assert np.flatnonzero(rank_by_class(LABELS, quality, joint)).tolist() == [1, 2, 3, 7]
+
+
+def test_count_probs_set_the_count_and_pred_probs_the_ranking():
+    # Counted from probabilities that move s2 to class 1 (p0 .45 -> .1): t0 = (.9 + .8 + .1
+    # + .25) / 4 = .5125, t1 = .7175 (class 1 unchanged). s0, s1 -> (0, 0); s2 (p1 .9) and s3
+    # (p1 .75) -> (0, 1); s4..s6 -> (1, 1); s7 (p0 .58 >= .5125 now) -> (1, 0).
+    counted = PROBS.copy()
+    counted[2] = [0.1, 0.9]
+    out = find_label_issues(LABELS, PROBS, count_probs=[counted], filter_by="rank_by_class")
+    assert out.joint.tolist() == [[2, 2], [1, 3]]
+    np.testing.assert_allclose(out.label_quality, PROBS[np.arange(8), LABELS])  # not counted
+    # two of class 0 by the final p0 (s3 .25, s2 .45) and one of class 1 (s7, p1 .42)
+    assert np.flatnonzero(out.is_label_issue).tolist() == [2, 3, 7]
+    same = find_label_issues(LABELS, PROBS, count_probs=PROBS, filter_by="rank_by_class")
+    assert same.joint.tolist() == JOINT and np.flatnonzero(same.is_label_issue).tolist() == [3]
+    with pytest.raises(ValueError, match="does not count"):
+        find_label_issues(LABELS, PROBS, count_probs=PROBS, filter_by="every_peer")
+    with pytest.raises(ValueError, match="shape"):
+        find_label_issues(LABELS, PROBS, count_probs=[np.c_[PROBS, np.zeros(8)]])
 
 
 def test_noise_estimates_by_hand():
@@ -96,6 +126,13 @@ def test_same_as_cleanlab_on_the_same_probabilities():
         assert abs(int(flags.sum()) - int(their_flags.sum())) <= 2
         exact += int((joint == theirs).all() and (flags == their_flags).all())
         total += 1
+        # prune_by_class on one joint: cleanlab's then unflags the samples whose given label
+        # is the argmax, a step rank_by_class leaves out
+        by_class = cl_filter.find_label_issues(labels, probs, filter_by="prune_by_class",
+                                               confident_joint=joint)
+        agrees = (probs + 1e-6 * np.eye(c)[labels]).argmax(1) == labels
+        mine = rank_by_class(labels, probs[np.arange(n), labels], joint)
+        assert (mine & ~agrees).tolist() == by_class.tolist()
     assert exact >= 0.9 * total
 
 

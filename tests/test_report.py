@@ -69,8 +69,12 @@ def test_label_issue_table(run):
 def test_python_api_matches_the_table(run):
     run_dir, data = run
     out = load_tensors(run_dir / "train_outputs.safetensors")
+    # the report counts from the probabilities averaged over the second half of training
+    late = [out["late_probs1"], out["late_probs2"]]
+    assert not torch.allclose(late[0], out["logits1"].softmax(1))
     issues = find_label_issues(data.train.labels, out["logits1"].softmax(1),
-                               out["logits2"].softmax(1), suggest_threshold=0.9)
+                               out["logits2"].softmax(1), suggest_threshold=0.9,
+                               filter_by="rank_by_class", count_probs=late)
     rows = read_csv(run_dir / "label_issues.csv")
     np.testing.assert_allclose([float(r["label_quality"]) for r in rows],
                                issues.label_quality[issues.order], atol=1e-5)

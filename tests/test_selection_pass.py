@@ -3,6 +3,7 @@
 expected masks and counts below are derived by hand from the table of probabilities."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -221,3 +222,25 @@ def test_the_epoch_record_holds_the_final_chosen_sets(monkeypatch):
         precision, recall = quality(sorted(final[k]))
         assert record[f"select/chosen_{k + 1}/precision"] == pytest.approx(precision)
         assert record[f"select/chosen_{k + 1}/recall"] == pytest.approx(recall)
+
+
+def test_passes_from_the_middle_epoch_on_make_the_late_average(monkeypatch):
+    # 8 epochs: the passes of epochs 4 and up count, with the final probabilities; epoch 3's
+    # does not. Each pass hands the peers another table, so a wrong window changes the mean.
+    t = trainer(monkeypatch)
+    t.cfg.schedule.epochs = 8
+    a, b = outputs(0).probs, outputs(1).probs
+    passes = {3: [outputs(1), outputs(1)], 4: [outputs(0), outputs(1)], 5: [outputs(1), outputs(0)]}
+    for epoch, outs in passes.items():
+        monkeypatch.setattr(t, "infer_train", lambda outs=outs: outs)
+        t.select(replace(sched(), epoch=epoch))
+    final = torch.full_like(a, 1 / 3)
+    first, second = t.state.selection
+    assert int(first.late_passes) == 2 and int(second.late_passes) == 2
+    torch.testing.assert_close(first.late_probs(final), (a + b + final) / 3)
+    torch.testing.assert_close(second.late_probs(final), (b + a + final) / 3)
+    # the average of one pass table is that table
+    t = trainer(monkeypatch)
+    t.cfg.schedule.epochs = 8
+    t.select(replace(sched(), epoch=7))
+    torch.testing.assert_close(t.state.selection[0].late_probs(a), a)

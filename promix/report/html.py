@@ -85,9 +85,12 @@ def _overview(s: dict) -> str:
             ("suggested labels", f"{s['suggested_labels']:,}")]
     html_kpis = "".join(f'<div class="kpi"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in kpis)
     sources = ", ".join(f"{k}: {v:,}" for k, v in s["selected_by"].items())
+    late = (" averaged over the second half of training"
+            if s.get("counted_from") == "late_probs" else "")
     text = (f"<p class=\"muted\">method {_e(s['method'])}; label_quality = "
-            f"{_e(s['label_quality'])}; flags: as many as the calibrated confident joint of the "
-            f"peers' predictions estimates are wrong ({_e(s['filter_by'])}); selected by "
+            f"{_e(s['label_quality'])}; flags: per class, as many as the calibrated confident "
+            f"joint of the peers' predictions{late} estimates are wrong, lowest label_quality "
+            f"first ({_e(s['filter_by'])}); selected by "
             f"{_e(sources)}</p>{html_kpis}")
     if "truth" not in s:
         return text + ("<p>The noise figures are <b>estimates</b> from the model's predictions: "

@@ -33,7 +33,9 @@ from ..selection import high_confidence
 from ..truth import Truth, data_base, read_truth, relative_path
 
 QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.md says why)
-FILTER = "prune_by_noise_rate"  # is_label_issue: as many as the confident joint estimates
+# is_label_issue: per given class, as many as the confident joint of the late probabilities
+# (averaged over the second half of training) estimates wrong, lowest label_quality first
+FILTER = "rank_by_class"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RunIssues:
     truth_source: str | None = None  # where true_labels come from
     verified: Truth | None = None  # labels a person checked (--truth), a subset
     base: Path | None = None  # the data root the paths are shown relative to
+    counted_late: bool = False  # the count came from late_probs (else the final probabilities)
 
     @property
     def is_wrong(self) -> np.ndarray | None:
@@ -75,8 +78,9 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
     labels = out["noisy_labels"].astype(np.int64)
     probs = [_softmax(out[f"logits{k}"]) for k in (1, 2) if f"logits{k}" in out]
     tau = cfg.promix.tau
+    late = [out[f"late_probs{k}"] for k in (1, 2) if f"late_probs{k}" in out]
     issues = find_label_issues(labels, *probs, quality=quality, suggest_threshold=tau,
-                               filter_by=FILTER)
+                               filter_by=FILTER, count_probs=late or None)
     if cfg.run.method == "ce":
         source = np.full(len(labels), "all")  # cross-entropy trains on every sample
     else:
@@ -98,7 +102,8 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
         classes=tuple(info["classes"]), labels=labels,
         true_labels=out["true_labels"].astype(np.int64) if known else None,
         issues=issues, selected_by=source, paths=paths, method=cfg.run.method, tau=tau,
-        truth_source=_truth_source(cfg.data) if known else None, verified=verified, base=base)
+        truth_source=_truth_source(cfg.data) if known else None, verified=verified, base=base,
+        counted_late=bool(late))
 
 
 def _truth_source(data_cfg) -> str:
@@ -149,13 +154,16 @@ def summarize(run: RunIssues) -> dict:
         "method": run.method,
         "label_quality": QUALITY,
         "filter_by": FILTER,
+        "counted_from": "late_probs" if run.counted_late else "final_probs",
         "suggest_threshold": run.tau,
         "label_issues": int(iss.is_label_issue.sum()),
         "suggested_labels": int((iss.suggested_label >= 0).sum()),
         "selected_by": {s: int((run.selected_by == s).sum()) for s in np.unique(run.selected_by)},
         "health_score": health_score(iss),  # the estimated clean share
         "estimated": {
-            "how": "calibrated confident joint of the peers' predictions (no ground truth)",
+            "how": "calibrated confident joint of the peers' predictions"
+                   + (" averaged over the second half of training" if run.counted_late else "")
+                   + " (no ground truth)",
             "wrong_labels": est["wrong"],
             "noise_rate": est["noise_rate"],
             "noise_rate_interval_95": est["noise_rate_interval"],
