@@ -141,7 +141,7 @@ def rescore(results: Path, keep: Path) -> None:
     record = json.loads(results.read_text())
     for r in record["results"]:
         kind, rate = r["setting"].split(", ")[2].split()
-        run = keep / f"promix-{kind}-{float(rate.rstrip('%')) / 100:g}"
+        run = keep / r.get("run", f"promix-{kind}-{float(rate.rstrip('%')) / 100:g}")
         out = load_tensors(run / "train_outputs.safetensors")
         kept = {k: r["promix"][k] for k in ("seconds", "test_accuracy")}
         r["promix"] = flag_scores(out, out["true_labels"], record["budget"]["tau"]) | kept
@@ -275,8 +275,8 @@ def run_folder_settings(args, tmp: str, save) -> list[dict]:
                           + (", pretrained" if weights else ""),
                "train_size": len(data.train), "classes": list(data.classes)}
         if "promix" in args.methods:
-            row["promix"] = run_promix(cfg, data, Path(tmp) / f"promix-{kind}-{rate}",
-                                       extras=False)
+            row["run"] = f"promix-{kind}-{rate}"  # its folder under --keep (for --rescore)
+            row["promix"] = run_promix(cfg, data, Path(tmp) / row["run"], extras=False)
             print(f"  promix: {row['promix']['seconds']:.0f} s, flagged "
                   f"{row['promix']['flagged']} / {wrong}, F1 {row['promix']['f1']:.3f}",
                   flush=True)
