@@ -34,8 +34,9 @@ USER_PRESET = "user"  # presets used when none is given: data of your own...
 DEMO_PRESET = "demo"  # ...and a dataset promix knows by name
 
 
-def train(data=None, labels=None, *, preset: str | None = None, classes: Sequence[str] | None = None,
-          test: tuple | None = None, callbacks: Sequence = (), **overrides) -> Run:
+def train(data=None, labels=None, *, preset: str | None = None,
+          classes: Sequence[str] | None = None, test: tuple | None = None,
+          callbacks: Sequence = (), **overrides) -> Run:
     """Train ProMix on `data` and return the finished `Run` (its directory is written too).
 
     data: an image folder (root/<class>/<image>), a CSV manifest (path,label[,split]), a

@@ -6,8 +6,8 @@ import pytest
 
 from promix.confident import (
     confident_joint,
-    flagged_joint,
     confident_thresholds,
+    flagged_joint,
     noise_estimates,
     prune_by_noise_rate,
     rank_by_class,

@@ -80,7 +80,8 @@ def test_css_then_mhcs_per_peer(monkeypatch):
     assert [members(m) for m in masks(t, "clean")] == CSS
     assert [members(m) for m in masks(t, "chosen")] == MHCS
     assert [members(m) for m in masks(t, "selected")] == MHCS
-    assert masks(t, "chosen")[0] is not masks(t, "selected")[0]  # the step overwrites chosen, not selected
+    # the step overwrites chosen, not selected
+    assert masks(t, "chosen")[0] is not masks(t, "selected")[0]
     assert record["rho"] == 0.34
     assert {key for key in record if key.startswith("select/")} == {
         f"select/{name}_{k}/{q}" for name in ("css", "mhcs") for k in (1, 2)
