@@ -27,6 +27,7 @@ class RunModel:
     mean: torch.Tensor  # (C,) normalization, on `device`
     std: torch.Tensor
     device: torch.device
+    interpolation: str = "bilinear"  # the resize filter training decoded the images with
 
 
 def load_run_model(run_dir: Path) -> RunModel:
@@ -38,7 +39,8 @@ def load_run_model(run_dir: Path) -> RunModel:
     nets = load_nets(run_dir, cfg, device=device)
     return RunModel(nets, tuple(info["classes"]), shape,
                     torch.tensor(info["mean"], device=device),
-                    torch.tensor(info["std"], device=device), device)
+                    torch.tensor(info["std"], device=device), device,
+                    interpolation=cfg.data.interpolation or "bilinear")  # as data/load.py
 
 
 def evaluate_run(run_dir: Path) -> dict:

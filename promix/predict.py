@@ -78,7 +78,8 @@ def predict_images(run_dir: Path, inputs: list[str], *, top_k: int = 1,
                                     for k in ("class", "prob")])
         for start in _progress(range(0, len(files), BATCH), len(files), folders):
             batch = files[start : start + BATCH]
-            probs = classify(model, [_decode(f, size=h, gray=c == 1) for f in batch])
+            probs = classify(model, [_decode(f, size=h, gray=c == 1,
+                                             interpolation=model.interpolation) for f in batch])
             top, idx = probs.topk(top_k, dim=1)
             for f, p_row, i_row in zip(batch, top.tolist(), idx.tolist(), strict=True):
                 writer.writerow([str(f)] + [v for i, p in zip(i_row, p_row, strict=True)
@@ -99,9 +100,9 @@ def classify(model, arrays: list) -> torch.Tensor:
                        autocast=ctx).probs for net in model.nets).cpu() / len(model.nets)
 
 
-def _decode(path: Path, *, size: int, gray: bool):
+def _decode(path: Path, *, size: int, gray: bool, interpolation: str):
     try:
-        return to_array(str(path), size=size, gray=gray)
+        return to_array(str(path), size=size, gray=gray, interpolation=interpolation)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read this image ({err})") from err
 

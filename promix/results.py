@@ -29,7 +29,6 @@ from .inference import predict
 from .models import TwoHeadNet, create_model
 from .state import load_peers
 
-
 NUMERIC = ("label_quality",)  # label_issues.csv writes it as text with 6 decimals
 
 
@@ -145,7 +144,8 @@ class Run:
             images = [images]
         if isinstance(images, (list, tuple)) and all(
                 isinstance(p, (str, os.PathLike)) for p in images):
-            return torch.from_numpy(np.stack([self._decode(p, c, h, w) for p in images]))
+            filt = self.config.data.interpolation or "bilinear"  # as training decoded them
+            return torch.from_numpy(np.stack([self._decode(p, c, h, w, filt) for p in images]))
         x = as_uint8_nchw(images)
         if x.shape[1] != c:
             raise DataError(f"images have {x.shape[1]} channel(s); the model was trained on {c}")
@@ -157,11 +157,11 @@ class Run:
         return x
 
     @staticmethod
-    def _decode(path, c: int, h: int, w: int) -> np.ndarray:
+    def _decode(path, c: int, h: int, w: int, interpolation: str) -> np.ndarray:
         if h != w:
             raise DataError(f"the model was trained on {h}x{w} arrays: pass arrays, not files")
         try:
-            return to_array(os.fspath(path), size=h, gray=c == 1)
+            return to_array(os.fspath(path), size=h, gray=c == 1, interpolation=interpolation)
         except (OSError, ValueError) as err:
             raise DataError(f"{path}: cannot read this image ({err})") from err
 

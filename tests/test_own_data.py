@@ -223,3 +223,31 @@ def test_predict_decodes_like_training(trained, tmp_path):
              for k, r in rows.items()}
     assert probs["tagged.jpg"] == pytest.approx(probs["upright.png"], abs=2e-3)
     assert probs["tagged.jpg"] != pytest.approx(probs["raw.png"], abs=2e-3)
+
+
+def test_predict_resizes_with_the_runs_filter(trained, tmp_path):
+    """A run whose training resized bicubic (a timm model's own filter) predicts files from
+    bicubic-resized pixels, in the command and in Run.predict_proba, not the bilinear default."""
+    from promix import Run
+
+    _, run, _, _, _ = trained
+    copy = tmp_path / "bicubic"
+    shutil.copytree(run, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["data"]["interpolation"] = "bicubic"
+    (copy / "config.json").write_text(json.dumps(cfg))
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    side = json.loads((run / "data.json").read_text())["image_shape"][-1]
+    with Image.open(tmp_path / "big.png") as img:  # the expected pixels, by PIL directly
+        pixels = {f: np.asarray(img.resize((side, side), getattr(Image.Resampling, f)))
+                  .transpose(2, 0, 1)[None] for f in ("BICUBIC", "BILINEAR")}
+    model = Run(copy)
+    want = model.predict_proba(pixels["BICUBIC"])[0]
+    assert not np.allclose(want, model.predict_proba(pixels["BILINEAR"])[0], atol=1e-3)
+    np.testing.assert_allclose(model.predict_proba([tmp_path / "big.png"])[0], want, atol=1e-6)
+    proc = promix("predict", str(copy), "big.png", "--top_k=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    row = next(csv.DictReader(proc.stdout.splitlines()))
+    got = {row[f"class_{j}"]: float(row[f"prob_{j}"]) for j in (1, 2, 3)}
+    assert got == pytest.approx(dict(zip(model.classes, want.tolist(), strict=True)), abs=1e-4)
