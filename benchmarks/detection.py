@@ -58,7 +58,7 @@ from promix.hardware import autocast
 from promix.inference import predict
 from promix.issues import QUALITY_METHODS, auprc, auroc, detection_metrics, find_label_issues
 from promix.models.plan import plan_model
-from promix.report.table import FILTER
+from promix.report.table import FILTER, late_probs
 from promix.runs import load_tensors
 from promix.trainer import Trainer
 
@@ -120,9 +120,9 @@ def flag_scores(out: dict, true_labels: torch.Tensor, tau: float) -> dict:
     and every sample the peers' mean assigns to another class."""
     labels = out["noisy_labels"]
     probs = [out[f"logits{k}"].float().softmax(1) for k in (1, 2)]
-    late = [out[f"late_probs{k}"] for k in (1, 2) if f"late_probs{k}" in out]
+    late = late_probs(out)
     issues = find_label_issues(labels, *probs, suggest_threshold=tau, filter_by=FILTER,
-                               count_probs=late or None)  # what the run's report flags
+                               count_probs=late)  # what the run's report flags
     wrong = (true_labels != labels).numpy()
     row = with_ratio(detection_metrics(issues.label_quality, issues.is_label_issue, wrong))
     return row | {

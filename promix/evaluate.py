@@ -11,7 +11,7 @@ import torch
 from . import runs
 from .api import load_nets
 from .data.base import DataError
-from .data.load import build_dataset
+from .data.load import build_dataset, resize_filter
 from .hardware import autocast, resolve_device
 from .inference import predict
 from .metrics import ensemble_accuracy
@@ -27,7 +27,7 @@ class RunModel:
     mean: torch.Tensor  # (C,) normalization, on `device`
     std: torch.Tensor
     device: torch.device
-    interpolation: str = "bilinear"  # the resize filter training decoded the images with
+    interpolation: str  # the resize filter training decoded the files with (resize_filter)
 
 
 def load_run_model(run_dir: Path) -> RunModel:
@@ -40,7 +40,7 @@ def load_run_model(run_dir: Path) -> RunModel:
     return RunModel(nets, tuple(info["classes"]), shape,
                     torch.tensor(info["mean"], device=device),
                     torch.tensor(info["std"], device=device), device,
-                    interpolation=cfg.data.interpolation or "bilinear")  # as data/load.py
+                    interpolation=resize_filter(cfg.data))
 
 
 def evaluate_run(run_dir: Path) -> dict:

@@ -121,7 +121,8 @@ def find_label_issues(
         if filter_by not in ("prune_by_noise_rate", "rank_by_class"):
             raise ValueError(f"count_probs counts the wrong labels of prune_by_noise_rate and "
                              f"rank_by_class; filter_by={filter_by!r} does not count: drop one")
-        arrays = [count_probs] if _is_array(count_probs) else list(count_probs)
+        # one array or tensor, or a sequence of them (one per peer)
+        arrays = [count_probs] if hasattr(count_probs, "shape") else list(count_probs)
         arrays = [_check_probs(p, labels, f"count_probs[{k}]") for k, p in enumerate(arrays)]
         if any(p.shape != peers[0].shape for p in arrays):
             raise ValueError(f"count_probs must have the pred_probs' shape {peers[0].shape}: "
@@ -329,8 +330,3 @@ def _numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def _is_array(x) -> bool:
-    """One array or tensor (rather than a sequence of them, one per peer)."""
-    return hasattr(x, "shape")

@@ -24,6 +24,7 @@ from . import runs
 from .data.arrays import as_uint8_nchw, resize
 from .data.base import DataError
 from .data.cache import to_array
+from .data.load import resize_filter
 from .hardware import autocast
 from .inference import predict
 from .models import TwoHeadNet, create_model
@@ -144,7 +145,7 @@ class Run:
             images = [images]
         if isinstance(images, (list, tuple)) and all(
                 isinstance(p, (str, os.PathLike)) for p in images):
-            filt = self.config.data.interpolation or "bilinear"  # as training decoded them
+            filt = resize_filter(self.config.data)  # as training decoded them
             return torch.from_numpy(np.stack([self._decode(p, c, h, w, filt) for p in images]))
         x = as_uint8_nchw(images)
         if x.shape[1] != c:

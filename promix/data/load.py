@@ -44,6 +44,12 @@ class Loaded:
     skipped: tuple[str, ...] = ()
 
 
+def resize_filter(cfg: DataConfig) -> str:
+    """The filter image files are resized with: the config's (a timm model's own, set by its
+    plan), else bilinear. Training, `promix predict` and Run.predict_proba all use it."""
+    return cfg.interpolation or "bilinear"
+
+
 def build_dataset(cfg: DataConfig) -> Dataset:
     """The training set with noisy labels (and true labels when known), and a test set."""
     _uses_cifarn(cfg.dataset, cfg)  # check the noise settings before a long load
@@ -72,7 +78,7 @@ def load_raw(cfg: DataConfig) -> Loaded:
         data = load_cifar(name, cfg.root, download=cfg.download)
         return Loaded(data.train, data.test, CIFAR_STATS[name], data.superclass)
     options = dict(image_size=cfg.image_size, cache_dir=cfg.cache_dir,
-                   skip_bad=cfg.skip_bad_images, interpolation=cfg.interpolation or "bilinear")
+                   skip_bad=cfg.skip_bad_images, interpolation=resize_filter(cfg))
     if name == "clothing1m":  # subset before decoding: the full list is 1M files
         user = load_clothing1m(cfg.root, per_class=cfg.per_class, **options)
     else:

@@ -78,9 +78,9 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
     labels = out["noisy_labels"].astype(np.int64)
     probs = [_softmax(out[f"logits{k}"]) for k in (1, 2) if f"logits{k}" in out]
     tau = cfg.promix.tau
-    late = [out[f"late_probs{k}"] for k in (1, 2) if f"late_probs{k}" in out]
+    late = late_probs(out)
     issues = find_label_issues(labels, *probs, quality=quality, suggest_threshold=tau,
-                               filter_by=FILTER, count_probs=late or None)
+                               filter_by=FILTER, count_probs=late)
     if cfg.run.method == "ce":
         source = np.full(len(labels), "all")  # cross-entropy trains on every sample
     else:
@@ -103,7 +103,15 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
         true_labels=out["true_labels"].astype(np.int64) if known else None,
         issues=issues, selected_by=source, paths=paths, method=cfg.run.method, tau=tau,
         truth_source=_truth_source(cfg.data) if known else None, verified=verified, base=base,
-        counted_late=bool(late))
+        counted_late=late is not None)
+
+
+def late_probs(out: dict) -> list | None:
+    """The peers' probabilities averaged over the second half of training, from a run's
+    train_outputs (what FILTER counts from); None for a run without them (cross-entropy, or
+    one trained before they were saved), whose count then comes from the final ones."""
+    late = [out[f"late_probs{k}"] for k in (1, 2) if f"late_probs{k}" in out]
+    return late or None
 
 
 def _truth_source(data_cfg) -> str:
