@@ -70,13 +70,14 @@ def make_config(setting: str, noise: str, *extra: str):
 def train_run(cfg, run_dir: Path) -> dict:
     """Train (resuming a run killed half way); the numbers of the row."""
     from promix.api import train_config
+    from promix.checkpoint import resume_config
 
     if (run_dir / "summary.json").is_file():
         summary = json.loads((run_dir / "summary.json").read_text())
         return {"test_accuracy": summary["test_accuracy"], "selection": summary["selection"],
                 "train_seconds": summary["seconds"]}
-    if (run_dir / "config.json").is_file():
-        cfg.run.resume = str(run_dir)
+    if (run_dir / "config.json").is_file():  # the run's own config, as `promix train --resume`
+        cfg = resume_config(run_dir, [])
     run_dir.mkdir(parents=True, exist_ok=True)
     result = train_config(cfg, run_dir=run_dir).result
     return {"test_accuracy": result.test_accuracy, "selection": result.selection,
