@@ -56,7 +56,7 @@ def table(record: dict) -> list[str]:
     for rule in dict.fromkeys(r["rule"] for r in rows):
         mine = {r.get("seed", DEFAULT_SEED): r for r in rows if r["rule"] == rule}
         accs = [pct(mine[s]["test_accuracy"]) if s in mine else "-" for s in seeds]
-        mean = lambda key: statistics.mean(r[key] for r in mine.values())  # noqa: E731
+        mean = lambda key, mine=mine: statistics.mean(r[key] for r in mine.values())  # noqa: E731
         cells = [rule, " ".join(f"`{a}`" for a in RULES.get(rule, [])), *accs]
         if len(seeds) > 1:
             cells.append(f"**{pct(mean('test_accuracy'))}**")

@@ -118,10 +118,12 @@ class ScheduleConfig:
     ramp_frac: Fraction = 50 / 600  # `warmup_ep`=50: ramp of the mix weight w and of ρ
     lambda_u_max: NonNegative = 0.1  # maximum unlabeled-loss weight (SPEC §13.2)
     lambda_u_ramp_frac: Fraction = 100 / 600  # λ_u ramps over 2·warmup_ep = 100 epochs
-    lambda_u_mode: Literal["faithful", "paper"] = "faithful"  # faithful: 0 from the cutoff on (Q3) | paper: no cutoff
+    # faithful: 0 from the cutoff on (Q3) | paper: no cutoff
+    lambda_u_mode: Literal["faithful", "paper"] = "faithful"
     lambda_u_cutoff_frac: Fraction = 100 / 600  # faithful mode: λ_u = 0 from this epoch on
     lga_frac: Fraction = 250 / 600  # LGA active for e > E - K, K = lga_frac * E
-    prior_momentum: Annotated[float, Interval("[0, 1)")] | None = 0.9999  # EMA m of the class priors; None: auto time constant
+    # EMA m of the class priors; None: auto time constant
+    prior_momentum: Annotated[float, Interval("[0, 1)")] | None = 0.9999
     prior_time_frac: Positive = 10_000 / (195 * 600)  # auto: 1/(1-m) as a fraction of all steps
 
 
@@ -130,20 +132,25 @@ class ProMixConfig:
     """Algorithm switches and constants. Every part can be turned off for ablations."""
 
     rho: Annotated[float, Interval("(0, 1]")] = 0.5  # selection ratio ρ (start); see rho_mode
-    rho_end: Annotated[float, Interval("(0, 1]")] | None = None  # ρ ramps to this over ramp_frac (None: constant)
+    # ρ ramps to this over ramp_frac (None: constant)
+    rho_end: Annotated[float, Interval("(0, 1]")] | None = None
     # fixed: ρ as given | auto: estimated per class from the losses at every pass | lenient:
     # per class, drop only losses above the noisy component's mean | bayes: per class, keep
     # while the clean posterior exceeds rho_posterior. lenient and bayes are estimated once,
     # at the end of the warm-up, and held (docs/baselines.md)
     rho_mode: Literal["fixed", "auto", "lenient", "bayes"] = "fixed"
-    rho_posterior: OpenFraction = 0.1  # bayes: a dropped clean sample counts as (1-p)/p kept noisy ones
-    quota: Literal["uniform", "per_class"] = "uniform"  # uniform: k_j = ceil(ρN/C) (reference, Q5) | per_class: ceil(ρ n_j)
-    selection: Literal["css", "gmm"] = "css"  # css (class-wise small loss) | gmm (DivideMix's 2-component GMM)
+    # bayes: a dropped clean sample counts as (1-p)/p kept noisy ones
+    rho_posterior: OpenFraction = 0.1
+    # uniform: k_j = ceil(ρN/C) (reference, Q5) | per_class: ceil(ρ n_j)
+    quota: Literal["uniform", "per_class"] = "uniform"
+    # css (class-wise small loss) | gmm (DivideMix's 2-component GMM)
+    selection: Literal["css", "gmm"] = "css"
     tau: Fraction = 0.99  # confidence threshold of MHCS and LGA (strict)
     mhcs: bool = True  # matched high-confidence selection
     lga: bool = True  # label guessing by agreement in the last K epochs
     lga_threshold: Fraction = 0.9  # θ: LGA fills the chosen set up to ⌊θB⌋
-    lga_label: Literal["faithful", "agreed"] = "faithful"  # faithful: each peer's debiased argmax (Q7) | agreed
+    # faithful: each peer's debiased argmax (Q7) | agreed
+    lga_label: Literal["faithful", "agreed"] = "faithful"
     debias_output: NonNegative = 0.8  # α: logit adjustment strength inside the losses
     debias_pl: NonNegative = 0.8  # β_pl: debiasing strength of the pseudo-labels
     pseudo_head: bool = True  # auxiliary pseudo head h_AP and its losses
@@ -153,16 +160,19 @@ class ProMixConfig:
     mixup_alpha: Positive = 4.0  # λ0 ~ Beta(4, 4), λ = max(λ0, 1-λ0)
     fmix_decay: Positive = 3.0  # FMix spectrum decay power
     sharpen_t: Positive = 0.5  # T
-    conf_penalty: Literal["none", "faithful", "fixed"] = "none"  # warm-up penalty: none | faithful (Q4 logit clamp) | fixed
-    passes: Literal["faithful", "efficient"] = "faithful"  # faithful: 6 passes per peer | efficient: 4 (mixed batch shared)
+    # warm-up penalty: none | faithful (Q4 logit clamp) | fixed
+    conf_penalty: Literal["none", "faithful", "fixed"] = "none"
+    # faithful: 6 passes per peer | efficient: 4 (mixed batch shared)
+    passes: Literal["faithful", "efficient"] = "faithful"
 
 
 @dataclass
 class CoteachingConfig:
     """The Co-teaching baseline (Han et al., 2018; `--method=coteaching`, docs/baselines.md)."""
 
-    forget_rate: Annotated[float, Interval("[0, 1)")] | None = None  # τ_f, final fraction dropped per batch; None: the noise
-    # report's realized rate when the data knows it (synthetic noise, CIFAR-N), else 0.2
+    # τ_f, final fraction dropped per batch; None: the noise report's realized rate when the
+    # data knows it (synthetic noise, CIFAR-N), else 0.2
+    forget_rate: Annotated[float, Interval("[0, 1)")] | None = None
     forget_ramp_frac: Fraction = 10 / 200  # T_k: R(T) reaches 1 - τ_f after this part of the run
 
 
@@ -172,7 +182,8 @@ class RunConfig:
     baseline: Method | None = None  # also train this method on the same data and compare (ce)
     seed: Natural = 123
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto (bf16 on CUDA and on CPUs with AMX/AVX512-BF16) | fp32 | bf16
+    # auto (bf16 on CUDA and on CPUs with AMX/AVX512-BF16) | fp32 | bf16
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: bool = True
     compile: bool = False  # torch.compile the backbones
     # How the strong view runs (same pixels every way, docs/augment.md): grouped (each op on the
@@ -201,7 +212,8 @@ class Config:
     promix: ProMixConfig = field(default_factory=ProMixConfig)
     coteaching: CoteachingConfig = field(default_factory=CoteachingConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    paper_accuracy: Annotated[float, Interval("[0, 100]")] | None = None  # the paper's reported last accuracy for this setting
+    # the paper's reported last accuracy for this setting
+    paper_accuracy: Annotated[float, Interval("[0, 100]")] | None = None
     description: str = ""
 
 

@@ -98,7 +98,8 @@ def set_value(cfg: object, key: str, raw: object) -> None:
 def check_tree(cfg: object) -> None:
     """Check (and normalize, e.g. int -> float) every leaf of a dataclass tree in place."""
     for path, (owner, f) in leaves(cfg).items():
-        setattr(owner, f.name, parse_value(path, hints(type(owner))[f.name], getattr(owner, f.name)))
+        value = getattr(owner, f.name)
+        setattr(owner, f.name, parse_value(path, hints(type(owner))[f.name], value))
 
 
 def parse_value(path: str, hint: object, raw: object) -> object:

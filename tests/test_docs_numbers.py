@@ -3,10 +3,11 @@ and no link points outside the repository.
 
 A *measured number* is one written with a unit (%, x, ×, s, ms, min, h, GB, MB, img/s) or with
 decimals, in prose or tables; code (fenced blocks and `inline code`), link targets, version
-strings (2.13.0) and unitless constants after an operator (ρ = 0.7, mean + 0.5) are not read. Each number must appear, after rounding to the digits it is
-written with, in a results file that the same section of the page names
-(`benchmarks/results/NAME`); a section naming none is checked against every file the page
-names. So a figure can neither be made up nor drift from the file it cites.
+strings (2.13.0) and unitless constants after an operator (ρ = 0.7, mean + 0.5) are not read.
+Each number must appear, after rounding to the digits it is written with, in a results file
+that the same section of the page names (`benchmarks/results/NAME`); a section naming none is
+checked against every file the page names. So a figure can neither be made up nor drift from
+the file it cites.
 
 Run `python tests/test_docs_numbers.py [PAGE...]` to list each number and where it was found.
 """
