@@ -20,8 +20,7 @@ import torch
 from . import checkpoint, distributed, runs
 from .config import Config, load_preset, set_value, validate
 from .data.base import DataError, Dataset
-from .data.load import dataset_from_arrays
-from .models.plan import build_data
+from .models.plan import build_array_data, build_data
 from .models.weights import weights_metadata
 from .results import Run, load_nets
 from .trainer import Result, Trainer
@@ -55,9 +54,7 @@ def train(data=None, labels=None, *, preset: str | None = None,
     cfg = make_config(data, labels, preset=preset, overrides=overrides)
     dataset = None
     if labels is not None:
-        test_images, test_labels = test if test is not None else (None, None)
-        dataset = dataset_from_arrays(data, labels, classes, cfg=cfg.data,
-                                      test_images=test_images, test_labels=test_labels)
+        dataset = build_array_data(cfg, data, labels, classes, test)
     elif classes is not None or test is not None:
         raise DataError("classes= and test= go with image arrays: train(images, labels, ...)")
     return train_config(cfg, dataset, callbacks=callbacks)

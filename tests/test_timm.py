@@ -13,7 +13,7 @@ from promix.config import Config, ConfigError
 from promix.data.load import dataset_from_arrays
 from promix.models import create_model, param_groups
 from promix.models import plan as plan_mod
-from promix.models.plan import build_data, plan_model
+from promix.models.plan import build_array_data, build_data, plan_model
 from promix.models.timm_backbone import freeze_stages, timm_backbone
 from promix.models.weights import load_weights, read_weights
 from promix.trainer import Trainer
@@ -307,6 +307,35 @@ def test_the_training_size_is_printed_with_its_reason(tmp_path, capsys, model, s
     out = capsys.readouterr().out
     assert data.train.images.shape[-1] == size
     assert f"training at {size}x{size}: {reason}" in out
+
+
+@pytest.mark.parametrize("model, image_size, size, reason", [
+    ("timm:test_resnet", None, 160, "timm:test_resnet's pretrained config"),
+    ("timm:test_resnet", 48, 48, "data.image_size"),
+    ("small_cnn", None, 20, "the arrays' own size"),
+])
+def test_image_arrays_are_sized_like_image_files(capsys, model, image_size, size, reason):
+    """promix.train(images, labels) with a timm model fine-tunes at the model's size (a 20 px
+    array would reach ResNet's last stage as a single pixel); the console says so."""
+    cfg = tiny_cfg(model)
+    cfg.data.dataset, cfg.data.noise, cfg.data.image_size = "arrays", "none", image_size
+    images = torch.randint(0, 256, (12, 20, 20, 3), dtype=torch.uint8).numpy()
+    data = build_array_data(cfg, images, (torch.arange(12) % 2).numpy(),
+                            test=(images[:4], (torch.arange(4) % 2).numpy()))
+    assert data.train.images.shape[1:] == data.test.images.shape[1:] == (3, size, size)
+    assert f"training at {size}x{size}: {reason}" in capsys.readouterr().out
+
+
+def test_the_api_sizes_arrays_before_building_them(monkeypatch):
+    import promix
+    from promix import api
+
+    seen = []
+    monkeypatch.setattr(api, "train_config", lambda cfg, data, **k: seen.append((cfg, data)))
+    promix.train(torch.zeros(6, 20, 20, dtype=torch.uint8).numpy(), [0, 1] * 3,
+                 model="timm:test_resnet", pretrained=False, epochs=1)
+    cfg, data = seen[0]
+    assert cfg.data.image_size == 160 and data.train.images.shape[-1] == 160
 
 
 def test_photos_larger_than_64px_say_why_32(tmp_path, capsys):

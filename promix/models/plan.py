@@ -6,8 +6,9 @@ fetched, an image size the model cannot take) and raises a one-line ConfigError 
 data are touched. It decides the training resolution, in this order:
 
 1. `data.image_size` when set (a flag or the preset);
-2. for image files (folder, csv, clothing1m) and a timm model: the model's pretrained
-   config (`input_size`, e.g. 224 for ResNet-50);
+2. for image files (folder, csv, clothing1m) or image arrays (`promix.train(images,
+   labels)`) and a timm model: the model's pretrained config (`input_size`, e.g. 224 for
+   ResNet-50);
 3. otherwise the images' own size: CIFAR's 32, the digits' 8; for image files the common
    size when every image is at most 64 px, else 32 (data/cache.py says so on the console).
 
@@ -27,6 +28,7 @@ from .timm_backbone import check_image_size, is_timm, pretrained_cfg, timm_backb
 from .weights import WeightsFile, load_weights, read_weights
 
 FILE_DATASETS = ("folder", "csv", "clothing1m")  # decoded from files at a chosen size
+USER_DATASETS = (*FILE_DATASETS, "arrays")  # a user's images: sized for the model (rule 2)
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "digits": 8, "mnist5k": 28}
 HUB = ("huggingface.co", 443)
 
@@ -77,7 +79,7 @@ def plan_model(cfg: Config, *, given_size: int | None = None) -> ModelPlan:
             return plan_model(cfg, given_size=given_size)
     timm_cfg = pretrained_cfg(m.name) if timm else {}
     size, reason = d.image_size, "data.image_size (a flag or the preset)"
-    if size is None and timm and d.dataset in FILE_DATASETS:
+    if size is None and timm and d.dataset in USER_DATASETS:
         size = int(timm_cfg["input_size"][-1])
         reason = f"{m.name}'s pretrained config (input_size); --image_size=N to change"
     if size is None:
@@ -149,6 +151,23 @@ def build_data(cfg: Config, dataset=None):
     elif cfg.data.dataset not in FILE_DATASETS:  # image files: data/cache.py said why
         print(f"promix: training at {side}x{side}: the {cfg.data.dataset} images' own size")
     return _normalized(data, plan)
+
+
+def build_array_data(cfg: Config, images, labels, classes=None, test=None):
+    """The Dataset of image arrays (`promix.train(images, labels)`), sized as image files are:
+    the plan first, so a timm model's pretrained size resizes them; prints the size and why.
+    test: (images, labels) held out, or None. The normalization is set by build_data."""
+    from ..data.load import dataset_from_arrays
+
+    plan = plan_model(cfg)
+    if plan.image_size is not None:
+        cfg.data.image_size = plan.image_size
+    test_images, test_labels = test if test is not None else (None, None)
+    data = dataset_from_arrays(images, labels, classes, cfg=cfg.data,
+                               test_images=test_images, test_labels=test_labels)
+    side, reason = data.train.images.shape[-1], plan.reason or "the arrays' own size"
+    print(f"promix: training at {side}x{side}: {reason}")
+    return data
 
 
 def _normalized(data, plan: ModelPlan):
