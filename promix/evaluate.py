@@ -12,7 +12,7 @@ from . import runs
 from .api import load_nets
 from .data.base import DataError
 from .data.load import build_dataset, resize_filter
-from .hardware import autocast, resolve_device
+from .hardware import autocast, resolve_device, resolve_precision
 from .inference import predict
 from .metrics import ensemble_accuracy
 
@@ -44,8 +44,10 @@ def load_run_model(run_dir: Path) -> RunModel:
 
 
 def evaluate_run(run_dir: Path) -> dict:
-    """Test accuracy of the saved model: the peers' ensemble and each peer alone. Without
-    known noise the test labels are the user's given labels, and the record says so."""
+    """Test accuracy of the saved model: the peers' ensemble and each peer alone, computed as
+    training computed its last epoch's (the run's precision: bf16 autocast where it trained
+    in bf16), so the numbers match metrics.jsonl. Without known noise the test labels are
+    the user's given labels, and the record says so."""
     run_dir = Path(run_dir)
     cfg = runs.load_config(run_dir)
     model = load_run_model(run_dir)
@@ -54,8 +56,9 @@ def evaluate_run(run_dir: Path) -> dict:
     if data.test is None:
         raise DataError(f"{run_dir}: the run's data has no test split to evaluate on")
     images, labels = data.test.images.to(device), data.test.labels.to(device)
-    ctx = autocast(device, torch.float32)
-    outs = [predict(net, images, mean, std, batch_size=cfg.run.eval_batch_size, autocast=ctx)
+    ctx = autocast(device, resolve_precision(cfg.run.precision, device))
+    outs = [predict(net, images, mean, std, batch_size=cfg.run.eval_batch_size, autocast=ctx,
+                    channels_last=cfg.run.channels_last)
             for net in nets]
     record = {"test_size": len(labels)} | ensemble_accuracy(outs, labels)
     if data.true_labels is None:  # the user's own labels: not verified

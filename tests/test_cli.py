@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from command import promix
 from PIL import Image
 
@@ -59,6 +60,27 @@ def test_eval_matches_the_last_epoch(run_dir):
     acc = float(next(line.split()[1] for line in proc.stdout.splitlines()
                      if line.startswith("acc ")))
     assert acc == pytest.approx(read_metrics(run_dir)[-1]["test/acc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_eval_runs_at_the_runs_precision(run_dir, tmp_path, monkeypatch):
+    """eval computes the test accuracy as training did (bf16 autocast for a bf16 run), so
+    its numbers are metrics.jsonl's, not an fp32 recomputation that can differ."""
+    import shutil
+
+    from promix import evaluate
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["run"]["precision"] = "bf16"
+    (copy / "config.json").write_text(json.dumps(config))
+    used = []
+    real = evaluate.autocast
+    monkeypatch.setattr(evaluate, "autocast", lambda device, dtype: used.append(dtype) or real(
+        device, dtype))
+    evaluate.evaluate_run(copy)
+    assert used == [torch.bfloat16]
 
 
 @pytest.mark.slow
