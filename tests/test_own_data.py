@@ -94,8 +94,11 @@ def test_no_fake_truth_anywhere_and_the_estimates_are_there(trained):
     low, high = est["noise_rate_interval_95"]
     assert low <= est["noise_rate"] <= high and len(est["per_class"]) == 3
     assert np.allclose(np.sum(est["transition_matrix"], 1), 1)
+    # the peers started from random weights (the offline fallback): the count is an upper bound
+    assert "upper bound" in est["caveat"] and "upper bound" in page
     for text in (console, issues.stdout):
         assert "estimated from the model (no ground truth)" in text
+        assert f"note: {est['caveat']}" in text
         assert f"{summary['label_issues']} label issues flagged" in text
     assert "labels as given (their noise is unknown)" in console and "none noise" not in console
     assert "estimated wrong labels" in page and "estimated clean share" in page
@@ -103,6 +106,19 @@ def test_no_fake_truth_anywhere_and_the_estimates_are_there(trained):
     assert "estimated_noise_rate,estimated_low_95,estimated_high_95" in class_csv
     assert labels_csv.startswith("index,path,given_label")
     assert digest(base / "photos") == before  # the user's files were only read
+
+
+def test_no_upper_bound_note_from_pretrained_weights(trained, tmp_path):
+    from promix.report.table import analyze_run, summarize
+
+    _, run, _, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["weights"] = str(tmp_path / "backbone.safetensors")  # started from a file
+    (copy / "config.json").write_text(json.dumps(config))
+    assert "caveat" not in summarize(analyze_run(copy))["estimated"]
+    assert "caveat" in summarize(analyze_run(run))["estimated"]
 
 
 def test_truth_file_measures_against_a_hand_count(trained, tmp_path):

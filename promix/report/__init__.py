@@ -90,6 +90,8 @@ def summary_lines(s: dict) -> str:
              f"{est['wrong_labels']:,} wrong "
              f"labels, noise rate {est['noise_rate']:.1%} (95% interval {low:.1%}-{high:.1%}), "
              f"clean share (health score) {s['health_score']:.1%}"]
+    if "caveat" in est:
+        lines.append(f"note: {est['caveat']}")
     if "truth" in s:
         t, d = s["truth"], s["truth"]["detection"]
         auroc = "" if d["auroc"] != d["auroc"] else f", AUROC {d['auroc']:.3f}"  # NaN: one class

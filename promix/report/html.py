@@ -92,6 +92,8 @@ def _overview(s: dict) -> str:
             f"joint of the peers' predictions{late} estimates are wrong, lowest label_quality "
             f"first ({_e(s['filter_by'])}); selected by "
             f"{_e(sources)}</p>{html_kpis}")
+    if "caveat" in est:
+        text += f"<p><b>Note:</b> {_e(est['caveat'])}.</p>"
     if "truth" not in s:
         return text + ("<p>The noise figures are <b>estimates</b> from the model's predictions: "
                        "no ground truth was given, so nothing here is measured against true "

@@ -36,6 +36,11 @@ QUALITY = "self_confidence"  # the label_quality definition (docs/label-issues.m
 # is_label_issue: per given class, as many as the confident joint of the late probabilities
 # (averaged over the second half of training) estimates wrong, lowest label_quality first
 FILTER = "rank_by_class"
+# Shown with the estimates of a run whose peers started from random weights, without truth:
+# measured on small folders (docs/label-issues.md), such a count is above the true one.
+SCRATCH_CAVEAT = ("the peers started from random weights: a weak network's own mistakes count "
+                  "as wrong labels, so this estimate runs high on small data; read it as an "
+                  "upper bound, or train from a pretrained backbone (docs/label-issues.md)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class RunIssues:
     verified: Truth | None = None  # labels a person checked (--truth), a subset
     base: Path | None = None  # the data root the paths are shown relative to
     counted_late: bool = False  # the count came from late_probs (else the final probabilities)
+    from_scratch: bool = False  # the peers started from random weights (no pretrained, --weights)
 
     @property
     def is_wrong(self) -> np.ndarray | None:
@@ -103,7 +109,8 @@ def analyze_run(run_dir: Path, *, quality: str = QUALITY, truth: str | None = No
         true_labels=out["true_labels"].astype(np.int64) if known else None,
         issues=issues, selected_by=source, paths=paths, method=cfg.run.method, tau=tau,
         truth_source=_truth_source(cfg.data) if known else None, verified=verified, base=base,
-        counted_late=late is not None)
+        counted_late=late is not None,
+        from_scratch=not (cfg.model.pretrained or cfg.model.weights))
 
 
 def late_probs(out: dict) -> list | None:
@@ -183,6 +190,8 @@ def summarize(run: RunIssues) -> dict:
             "transition_matrix": est["transition_matrix"].round(4).tolist(),
         },
     }
+    if run.from_scratch and run.true_labels is None:
+        summary["estimated"]["caveat"] = SCRATCH_CAVEAT
     if run.true_labels is not None:
         summary["truth"] = _measured(run, np.arange(len(run.labels)), run.true_labels,
                                      run.truth_source) | _full_truth(run, est)
