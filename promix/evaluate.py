@@ -52,7 +52,7 @@ def evaluate_run(run_dir: Path) -> dict:
     cfg = runs.load_config(run_dir)
     model = load_run_model(run_dir)
     nets, mean, std, device = model.nets, model.mean, model.std, model.device
-    data = build_dataset(cfg.data)
+    data = build_dataset(cfg.data, announce=False)
     if data.test is None:
         raise DataError(f"{run_dir}: the run's data has no test split to evaluate on")
     images, labels = data.test.images.to(device), data.test.labels.to(device)

@@ -155,6 +155,8 @@ def test_eval_issues_predict_from_another_directory(trained, tmp_path):
     assert "as given (not verified" in ev.stdout
     iss = promix("issues", str(run), cwd=tmp_path)
     assert iss.returncode == 0 and "no gallery" not in iss.stdout
+    # reading the data again trains nothing, and says nothing about a training size
+    assert "training at" in trained[4] and "training at" not in ev.stdout + iss.stdout
     page = (run / "report.html").read_text()
     # the gallery shows every training image (fewer than 48), each with its file
     assert page.count('<div class="card">') == data["train_size"]

@@ -188,12 +188,14 @@ def load_listing(
     workers: int | None = None,
     interpolation: str = "bilinear",
     progress: bool = True,
+    announce: bool = True,
 ) -> UserData:
     """Decode (or read from the cache) and split into train and test ImageSets.
 
     A decoded cache up to IN_MEMORY_BYTES is read into memory; a larger one stays on disk,
     memory-mapped (`MappedImages`), and batches are read from it as training needs them.
-    Prints the chosen size when the images decided it, and every skipped file."""
+    Prints every skipped file, and the chosen size when the images decided it (announce: a
+    training run; not when a finished run's data is read again)."""
     decoded = decode_files(listing.paths, image_size=image_size, cache_dir=cache_dir,
                            data_dirs=data_dirs, workers=workers, interpolation=interpolation,
                            progress=progress)
@@ -213,7 +215,7 @@ def load_listing(
     if len(decoded.bad) > SHOW_SKIPPED:
         print(f"promix: ... {len(decoded.bad) - SHOW_SKIPPED} more skipped files are listed in "
               "the run directory (skipped_files.txt)")
-    if decoded.reason:
+    if decoded.reason and announce:
         side = decoded.images.shape[-1]
         print(f"promix: training at {side}x{side}: {decoded.reason}")
     rows = decoded.rows if decoded.rows is not None else np.arange(len(decoded.good))

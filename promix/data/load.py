@@ -50,16 +50,18 @@ def resize_filter(cfg: DataConfig) -> str:
     return cfg.interpolation or "bilinear"
 
 
-def build_dataset(cfg: DataConfig) -> Dataset:
-    """The training set with noisy labels (and true labels when known), and a test set."""
+def build_dataset(cfg: DataConfig, *, announce: bool = True) -> Dataset:
+    """The training set with noisy labels (and true labels when known), and a test set.
+    announce: print the training size when the images decide it (False: a finished run's
+    data read again, by eval, issues or review)."""
     _uses_cifarn(cfg.dataset, cfg)  # check the noise settings before a long load
     from ..review import check_review_inputs, with_review_inputs
 
     check_review_inputs(cfg)  # the annotator and corrections files, before a long load
-    return with_review_inputs(prepare(cfg.dataset, load_raw(cfg), cfg), cfg)
+    return with_review_inputs(prepare(cfg.dataset, load_raw(cfg, announce=announce), cfg), cfg)
 
 
-def load_raw(cfg: DataConfig) -> Loaded:
+def load_raw(cfg: DataConfig, *, announce: bool = True) -> Loaded:
     """The clean data of cfg.dataset, before subsetting and noise."""
     name = cfg.dataset
     if name == "mnist5k":
@@ -78,7 +80,8 @@ def load_raw(cfg: DataConfig) -> Loaded:
         data = load_cifar(name, cfg.root, download=cfg.download)
         return Loaded(data.train, data.test, CIFAR_STATS[name], data.superclass)
     options = dict(image_size=cfg.image_size, cache_dir=cfg.cache_dir,
-                   skip_bad=cfg.skip_bad_images, interpolation=resize_filter(cfg))
+                   skip_bad=cfg.skip_bad_images, interpolation=resize_filter(cfg),
+                   announce=announce)
     if name == "clothing1m":  # subset before decoding: the full list is 1M files
         user = load_clothing1m(cfg.root, per_class=cfg.per_class, **options)
     else:

@@ -127,7 +127,7 @@ def _training_images(run_dir: Path, run, data):
         if changed:
             return None, changed
         try:
-            data = build_dataset(runs.load_config(run_dir).data)
+            data = build_dataset(runs.load_config(run_dir).data, announce=False)
         except (DataError, OSError) as err:
             return None, f"could not rebuild the training images ({err})"
     labels = data.train.labels.cpu().numpy()

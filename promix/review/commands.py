@@ -56,7 +56,7 @@ def measured(run_dir: Path, path: Path) -> str:
 
     rows = read_corrections(path)
     cfg = runs.load_config(run_dir)
-    data = build_dataset(cfg.data)  # the run's training set, to find the files
+    data = build_dataset(cfg.data, announce=False)  # the run's training set, to find the files
     where = match_rows(rows, data, root=cfg.data.root, source=str(path))
     run = analyze_run(run_dir)
     m = measured_detection(rows, where, run.labels, run.issues)
