@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from .config import ConfigError
+from .data.mapped import MappedImages
 from .hardware import resolve_device
 from .inference import PeerOutputs
 from .step import StepRandom
@@ -107,11 +108,12 @@ class World:
     # ------------------------------------------------------------------ the selection pass
 
     def shard_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous slice of the training set (N, ...) -> (N_r, ...)."""
+        """This rank's contiguous slice of the training set (N, ...) -> (N_r, ...); images
+        cached on disk (MappedImages) stay there, read batch by batch as one process does."""
         if self.size == 1:
             return x
         lo, hi = shard_bounds(len(x), self.size, self.rank)
-        return x[lo:hi]
+        return x.subset(slice(lo, hi)) if isinstance(x, MappedImages) else x[lo:hi]
 
     def gather_rows(self, part: torch.Tensor, n: int) -> torch.Tensor:
         """Inverse of shard_rows: every rank's slice, concatenated in rank order. -> (n, ...)"""

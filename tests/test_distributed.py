@@ -182,6 +182,21 @@ def test_a_single_process_world_changes_nothing():
     assert world.broadcast_text("runs/x") == "runs/x"
 
 
+def test_a_rank_reads_its_slice_of_an_on_disk_cache_batch_by_batch(tmp_path):
+    """The selection pass of a rank infers its slice of images cached on disk: the slice
+    stays on disk (MappedImages), not one (N_r, C, H, W) read into memory."""
+    import numpy as np
+
+    from promix.data.mapped import MappedImages
+
+    path = tmp_path / "cache.npy"
+    np.save(path, np.arange(10 * 3 * 2 * 2, dtype=np.uint8).reshape(10, 3, 2, 2))
+    images = MappedImages(np.load(path, mmap_mode="r"))
+    part = World(rank=1, size=3).shard_rows(images)
+    assert isinstance(part, MappedImages) and len(part) == 3  # rows 4, 5, 6 of 10
+    assert torch.equal(part[0:3], images[4:7])
+
+
 def test_a_batch_smaller_than_the_world_is_skipped_by_every_rank():
     assert World(rank=1, size=4).shard(torch.arange(3)) is None
     assert World(rank=1, size=4).shard(torch.arange(9)).tolist() == [3, 4]
