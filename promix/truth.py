@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.base import DataError
+from .data.paths import PathIndex
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def read_truth(path: str | os.PathLike, *, classes, size: int, paths=None,
                         f"{','.join(columns) or 'nothing'}")
     if key == "path" and paths is None:
         raise DataError(f"{path}: this dataset has no image files; use the columns index,label")
-    where = {p: i for i, p in enumerate(paths)} if paths is not None else {}
+    where = PathIndex(paths, base) if paths is not None else None
     names = {c: j for j, c in enumerate(classes)}
     index, labels, seen, held_out = [], [], {}, 0
     for line, row in rows:
@@ -87,7 +88,7 @@ def read_truth(path: str | os.PathLike, *, classes, size: int, paths=None,
         if label not in names:
             raise DataError(f"{path} line {line}: label {label!r} is not a class of this run "
                             f"({', '.join(classes)})")
-        i = _row_index(value, key, where, base, path.parent, size)
+        i = _row_index(value, key, where, path.parent, size)
         if i is None:
             held_out += 1
             continue
@@ -103,20 +104,17 @@ def read_truth(path: str | os.PathLike, *, classes, size: int, paths=None,
                  source=f"verified labels ({path.name})", not_in_training=held_out)
 
 
-def _row_index(value: str, key: str, where: dict, base: Path | None, here: Path,
+def _row_index(value: str, key: str, where: PathIndex | None, here: Path,
                size: int) -> int | None:
     """The training row a truth row names; None for an image held out of training."""
     if key == "index":
         if not value.isdigit() or int(value) >= size:
             raise DataError(f"index {value!r} is not a row of noisy_labels.csv (0..{size - 1})")
         return int(value)
-    for folder in (None, base, here):
-        candidate = Path(value) if folder is None else folder / value
-        if candidate.is_absolute():
-            full = os.path.abspath(candidate)
-            if full in where:
-                return where[full]
-    if any((f / value).is_file() for f in (base, here) if f is not None) or Path(value).is_file():
+    i = where.find(value, near=here)
+    if i is not None:
+        return i
+    if any(p.is_file() for p in where.candidates(value, near=here)):
         return None  # an image of the data, not in the training set (held out for testing)
     raise DataError(f"{value}: no such image in the data (paths are relative to "
-                    f"{base or here}); fix the path or remove the row")
+                    f"{where.base or here}); fix the path or remove the row")

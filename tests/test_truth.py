@@ -84,3 +84,31 @@ def test_paths_shown_relative_to_the_data_root(tmp_path):
     assert relative_path("/d/pets/cat/1.png", Path("/d/pets")) == "cat/1.png"
     assert relative_path("/e/cat/1.png", Path("/d/pets")) == "/e/cat/1.png"  # outside: as is
     assert np.array_equal([relative_path("x.png", None)], ["x.png"])
+
+
+def test_one_path_rule_for_truth_and_corrections_through_a_linked_folder(folder, tmp_path):
+    """Training saw the images through a symbolic link; a person wrote their real paths, or
+    paths relative to the data root or to their own file's folder. --truth and
+    --corrections find the same rows (a real path once read as a held-out image)."""
+    from promix.data.paths import PathIndex
+    from promix.review.corrections import Correction, locate
+
+    link = tmp_path / "linked"
+    link.symlink_to(folder)
+    paths = paths_of(link)[:15]
+    index = PathIndex(paths, link)
+    real = str(folder / "cat" / "3.png")
+    row = paths.index(str(link / "cat" / "3.png"))
+    assert index.find(real) == index.find("cat/3.png") == row
+    assert index.find("3.png", near=folder / "cat") == row
+    assert index.find("dog/9.png") is None and index.find("cat/nope.png") is None
+    (tmp_path / "t.csv").write_text(f"path,label\n{real},dog\n")
+    t = read_truth(tmp_path / "t.csv", classes=CLASSES, size=15, paths=paths, base=link)
+    assert t.index.tolist() == [row] and t.not_in_training == 0
+    data = build_dataset(DataConfig(dataset="folder", root=str(link), noise="none",
+                                    cache_dir=str(tmp_path / "cache")))
+    trained = data.train.paths  # the split's own training images, seen through the link
+    assert trained[0].startswith(str(link))
+    real = str(folder / Path(trained[0]).relative_to(link))
+    keys = [(c.path, c.index) for c in [Correction(real, 5, "cat", "keep", "cat")]]
+    assert locate(keys, data, root=str(link)) == [0]

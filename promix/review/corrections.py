@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..data.base import DataError, Dataset
+from ..data.paths import PathIndex
 
 COLUMNS = ("path", "index", "given_label", "decision", "label")
 DECISIONS = ("accept", "keep", "relabel", "invalid", "unsure")
@@ -85,15 +86,15 @@ def locate(keys: list[tuple[str, int]], data: Dataset, *, root: str | None = Non
            source: str = "corrections") -> list[int]:
     """The training-set position of every (path, index) key, one per sample.
 
-    A key with a path is found by its file (as written, resolved, or relative to the data
+    A key with a path is found by its file (data.paths: absolute, or relative to the data
     root `root`); a key without one (or any key, when the data has no files) by its index.
     """
     paths = data.train.paths
-    by_path = {} if paths is None else _path_keys(paths, root)
+    files = None if paths is None else PathIndex(paths, root)
     where, seen = [], {}
     for n, (path, index) in enumerate(keys, start=2):
-        if path and paths is not None:
-            i = next((by_path[k] for k in _candidates(path, root) if k in by_path), None)
+        if path and files is not None:
+            i = files.find(path)
             if i is None:
                 raise DataError(f"{source} line {n}: {path} is not in the training set")
         else:
@@ -158,29 +159,6 @@ def summarize(corrections: list[Correction]) -> dict:
     counts = {d: sum(c.decision == d for c in corrections) for d in DECISIONS}
     changed = sum(c.decision in VERDICTS and c.label != c.given_label for c in corrections)
     return {"rows": len(corrections), **counts, "changed": changed}
-
-
-def _path_keys(paths: tuple[str, ...], root: str | None) -> dict[str, int]:
-    keys = {}
-    for i, p in enumerate(paths):
-        for k in _candidates(p, root):
-            keys.setdefault(k, i)
-    return keys
-
-
-def _candidates(path: str, root: str | None) -> list[str]:
-    """The spellings a file may have: as written, resolved, and relative to the data folder
-    (root, or the folder of a CSV manifest root); relative paths are taken from that folder."""
-    base = None
-    if root is not None:
-        base = Path(root).expanduser().resolve()
-        base = base.parent if base.suffix.lower() == ".csv" else base
-    p = Path(path).expanduser()
-    full = (p if p.is_absolute() or base is None else base / p).resolve()
-    out = [path, str(full)]
-    if base is not None and full.is_relative_to(base):
-        out.append(str(full.relative_to(base)))
-    return out
 
 
 def measured_detection(corrections: list[Correction], where: list[int], labels, issues) -> dict:
