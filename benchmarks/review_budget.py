@@ -56,11 +56,12 @@ SETTINGS = {
 BEGIN, END = docgen.markers("review_budget table")
 
 
-def make_config(setting: str, noise: str, *extra: str):
-    """The Config of one run: the noise preset, the setting's overrides, the seed."""
+def make_config(setting: str, noise: str, *extra: str, seed: int = SEED):
+    """The Config of one run: the noise preset, the setting's overrides, the training seed
+    (the noisy labels are always SEED's)."""
     from promix.config import apply_overrides, load_preset
 
-    overrides = SETTINGS[setting]["overrides"] + [f"--seed={SEED}", f"--noise_seed={SEED}",
+    overrides = SETTINGS[setting]["overrides"] + [f"--seed={seed}", f"--noise_seed={SEED}",
                                                   "--checkpoint_every=1", *extra]
     cfg = apply_overrides(load_preset(table.NOISES[noise][0]), overrides)
     cfg.data.root = str((ROOT / cfg.data.root).resolve())  # the overrides are repo-relative
@@ -135,23 +136,33 @@ def reviewer_answers(order: np.ndarray, n: int, given: np.ndarray, true: np.ndar
             for i in order[:n].tolist()]
 
 
-def measure(setting: str, noise: str, runs: Path, results: Path) -> None:
+def measure(setting: str, noise: str, runs: Path, results: Path, *, seed: int = SEED,
+            budgets=None) -> None:
+    """The rows of one noise. seed: the training seed of the N = 0 run and of the retrains;
+    the reviewer's orders always come from SEED's N = 0 run (another seed measures how much
+    the retrain alone varies, on the same answers). budgets: the N to run (None: the
+    setting's, with N = 0)."""
     from promix.data.load import build_dataset
     from promix.report.table import analyze_run
     from promix.review.corrections import write_corrections
 
-    done = {(r["noise"], r["ranking"], r["n"]) for r in load(results)}
+    done = {(r["noise"], r["ranking"], r["n"], r.get("seed", SEED)) for r in load(results)}
     cfg = make_config(setting, noise)
     data = build_dataset(cfg.data)
     given, true = data.train.labels.numpy(), data.true_labels.numpy()
+    suffix = "" if seed == SEED else f"-s{seed}"
     base_dir = runs / f"{noise}-base"
-    row = train_run(cfg, base_dir)
-    record(results, setting, noise, "none", 0, 0, float((given != true).mean()), row, done)
+    row = train_run(cfg, base_dir)  # SEED's: the promix order
+    if seed != SEED and (budgets is None or 0 in budgets):
+        row = train_run(make_config(setting, noise, seed=seed), runs / f"{noise}-base{suffix}")
+    if seed == SEED or budgets is None or 0 in budgets:
+        record(results, setting, noise, "none", 0, 0, float((given != true).mean()), row, done,
+               seed)
     orders = {"promix": analyze_run(base_dir).issues.order,
               "random": np.random.default_rng(SEED).permutation(len(given))}
     for ranking in RANKINGS:
         for n in SETTINGS[setting]["budgets"]:
-            if (noise, ranking, n) in done:
+            if (noise, ranking, n, seed) in done or (budgets is not None and n not in budgets):
                 continue
             if ranking not in orders:  # cleanlab's K models only when a row needs them
                 orders[ranking] = cached_order(
@@ -161,21 +172,22 @@ def measure(setting: str, noise: str, runs: Path, results: Path) -> None:
             rows = reviewer_answers(orders[ranking], n, given, true, data.classes)
             found = sum(r.decision == "relabel" for r in rows)
             path = write_corrections(runs / f"{noise}-{ranking}-{n}.csv", rows)
-            run = train_run(make_config(setting, noise, f"--corrections={path}"),
-                            runs / f"{noise}-{ranking}-{n}")
+            run = train_run(make_config(setting, noise, f"--corrections={path}", seed=seed),
+                            runs / f"{noise}-{ranking}-{n}{suffix}")
             left = (int((given != true).sum()) - found) / len(given)
-            record(results, setting, noise, ranking, n, found, left, run, done)
+            record(results, setting, noise, ranking, n, found, left, run, done, seed)
 
 
-def record(results: Path, setting, noise, ranking, n, found, left, run: dict, done) -> None:
-    if (noise, ranking, n) in done:
+def record(results: Path, setting, noise, ranking, n, found, left, run: dict, done,
+           seed: int) -> None:
+    if (noise, ranking, n, seed) in done:
         return
     row = {"setting": setting, "noise": noise, "ranking": ranking, "n": n, "found": found,
-           "remaining_noise": left, **run, "seed": SEED, "machine": host.label(),
+           "remaining_noise": left, **run, "seed": seed, "machine": host.label(),
            "commit": table.git_commit(), "date": time.strftime("%Y-%m-%d")}
     with open(results, "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(f"{noise} {ranking} N={n}: found {found}, noise left {left:.1%}, test "
+    print(f"{noise} {ranking} N={n} seed {seed}: found {found}, noise left {left:.1%}, test "
           f"{100 * run['test_accuracy']:.2f}%", flush=True)
 
 
@@ -193,24 +205,28 @@ def markdown(rows: list[dict]) -> str:
         out.append(f"\n**{setting} setting** ({part[0]['machine']}; "
                    f"`benchmarks/results/review_budget-{setting}.jsonl`)\n")
         out.append("| noise | reviewer shown | N checked | wrong labels found | noise left | "
-                   "test accuracy | selection precision |")
-        out.append("|---|---|---:|---:|---:|---:|---:|")
+                   "training seed | test accuracy | selection precision |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in sorted(part, key=lambda r: (r["noise"], r["ranking"] != "none",
-                                             r["ranking"], r["n"])):
+                                             r["ranking"], r["n"], r.get("seed", SEED))):
             shown = "nobody (N = 0)" if r["ranking"] == "none" else r["ranking"] + " order"
             sel = r["selection"].get("precision")
             out.append(f"| {table.NOISES[r['noise']][1]} | {shown} | {r['n']} | {r['found']} | "
-                       f"{r['remaining_noise']:.1%} | {100 * r['test_accuracy']:.2f}% | "
+                       f"{r['remaining_noise']:.1%} | {r.get('seed', SEED)} | "
+                       f"{100 * r['test_accuracy']:.2f}% | "
                        f"{'-' if sel is None else f'{sel:.1%}'} |")
     return "\n".join(out) + "\n"
 
 
-def parse_args(argv, *, name: str, doc: str):
+def parse_args(argv, *, name: str, doc: str, extra=None):
     """The command line both review benchmarks share (this one and annotators.py): the
-    setting, `--report`, the runs folder. Returns (args, setting, results file); when it will
-    measure, it also sets two torch threads and makes the results folder."""
+    setting, `--report`, the runs folder, and what `extra(parser)` adds. Returns (args,
+    setting, results file); when it will measure, it also sets two torch threads and makes
+    the results folder."""
     ap = argparse.ArgumentParser(description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    if extra is not None:
+        extra(ap)
     ap.add_argument("--protocol", choices=sorted(SETTINGS), default="full")
     ap.add_argument("--small", action="store_true", help="same as --protocol small")
     ap.add_argument("--report", action="store_true", help="only regenerate the doc table")
@@ -226,11 +242,25 @@ def parse_args(argv, *, name: str, doc: str):
     return args, setting, results
 
 
+def subset_args(ap) -> None:
+    ints = lambda text: tuple(int(v) for v in text.split(","))  # noqa: E731
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help="training seed of the N = 0 run and the retrains; the noisy labels "
+                         "and the reviewer's orders stay seed 1's (measures the retrain's "
+                         "own spread on the same answers)")
+    ap.add_argument("--budgets", type=ints, help="comma-separated N to run, 0 for the N = 0 "
+                                                 "run (default: the setting's)")
+    ap.add_argument("--noises", type=lambda t: tuple(t.split(",")),
+                    help="comma-separated noises (default: the setting's)")
+
+
 def main(argv=None) -> int:
-    args, setting, results = parse_args(argv, name="review_budget", doc=__doc__)
+    args, setting, results = parse_args(argv, name="review_budget", doc=__doc__,
+                                        extra=subset_args)
     if not args.report:
-        for noise in SETTINGS[setting]["noises"]:
-            measure(setting, noise, args.runs / setting, results)
+        for noise in args.noises or SETTINGS[setting]["noises"]:
+            measure(setting, noise, args.runs / setting, results, seed=args.seed,
+                    budgets=args.budgets)
     rows = [r for s in SETTINGS
             for r in load(ROOT / "benchmarks" / "results" / f"review_budget-{s}.jsonl")]
     docgen.write_section(DOC, markdown(rows), BEGIN, END)
