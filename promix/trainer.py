@@ -11,6 +11,7 @@ calls it, so one file reads as the epoch of the paper.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -252,7 +253,11 @@ class Trainer:
                     record[key] = rho.tolist()
                 quota = class_quotas(self.labels, rho, self.num_classes,
                                      rule=p.quota).to(self.device)
-                peer.clean = class_small_loss(loss, self.labels, quota)
+                # verified samples take no quota slot (they join below): a reviewer's work
+                # never pushes out a sample the selection would otherwise keep
+                ranked = loss if self.verified is None else loss.masked_fill(
+                    self.verified, math.inf)
+                peer.clean = class_small_loss(ranked, self.labels, quota)
             if self.verified is not None:
                 peer.clean |= self.verified
             peer.chosen = (matched_high_confidence(peer.clean, out.probs, self.labels, p.tau)
