@@ -152,10 +152,14 @@ def measure(setting: str, noise: str, runs: Path, results: Path, *, seed: int = 
     given, true = data.train.labels.numpy(), data.true_labels.numpy()
     suffix = "" if seed == SEED else f"-s{seed}"
     base_dir = runs / f"{noise}-base"
-    row = train_run(cfg, base_dir)  # SEED's: the promix order
-    if seed != SEED and (budgets is None or 0 in budgets):
-        row = train_run(make_config(setting, noise, seed=seed), runs / f"{noise}-base{suffix}")
-    if seed == SEED or budgets is None or 0 in budgets:
+    row = train_run(cfg, base_dir)  # SEED's: the promix order, so always trained
+    if seed != SEED:
+        if budgets is not None and 0 not in budgets:
+            row = None  # this seed's N = 0 run is not asked for
+        else:
+            row = train_run(make_config(setting, noise, seed=seed),
+                            runs / f"{noise}-base{suffix}")
+    if row is not None:
         record(results, setting, noise, "none", 0, 0, float((given != true).mean()), row, done,
                seed)
     orders = {"promix": analyze_run(base_dir).issues.order,

@@ -25,14 +25,11 @@ class PathIndex:
     def find(self, text: str, near: Path | None = None) -> int | None:
         """The row of the image `text` names (module docstring), near: the folder of the
         file it was written in. None when no training image has that path."""
-        for folder in dict.fromkeys((self.base, near)):
-            i = self.rows.get(self._full(text, folder))
-            if i is not None:
-                return i
-        return None
+        return next((self.rows[p] for p in self.candidates(text, near) if p in self.rows), None)
 
     def candidates(self, text: str, near: Path | None = None) -> list[Path]:
-        """The files `text` may name, in the order find tries them."""
+        """The files `text` may name, in the order find tries them: relative to the data
+        folder, then to `near` (without a data folder, first to the working directory)."""
         return list(dict.fromkeys(self._full(text, f) for f in (self.base, near)))
 
     @staticmethod
