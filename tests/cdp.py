@@ -88,19 +88,28 @@ class Browser:
         return result["result"].get("value")
 
     def goto(self, url: str) -> None:
-        self.call("Page.navigate", url=url)
-        self.wait_ready()
+        self._load("Page.navigate", url=url)
 
     def reload(self) -> None:
-        self.call("Page.reload", ignoreCache=True)
-        time.sleep(0.2)
+        self._load("Page.reload", ignoreCache=True)
+
+    def _load(self, method: str, **params) -> None:
+        """Start a navigation and wait for the new document: the old one is marked first, so
+        its own data-ready cannot be taken for the new page's."""
+        self.evaluate("window.__promixOld = true")
+        self.call(method, **params)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30) -> None:
+        ready = ("!window.__promixOld && document.body && "
+                 "document.body.getAttribute('data-ready')")
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.evaluate("document.body && document.body.getAttribute('data-ready')") == "1":
-                return
+            try:
+                if self.evaluate(ready) == "1":
+                    return
+            except RuntimeError:  # the context went away mid-navigation: ask the new one
+                pass
             time.sleep(0.1)
         raise RuntimeError("the page did not finish loading (no data-ready on <body>)")
 

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -89,7 +90,8 @@ def reviewed(folder, tmp_path_factory):
         page.press("ArrowLeft")  # moving does not decide anything
         page.press("ArrowRight")
         progress = page.evaluate("document.getElementById('progress').textContent")
-        page.reload()  # decisions survive a reload (localStorage)
+        address = page.evaluate("location.hash")
+        page.reload()  # decisions survive a reload (localStorage, and the page's address)
         after_reload = page.evaluate("window.promixReview.exportCsv()")
         page.press("e")  # the real download, through a Blob link
         target = downloads / "corrections.csv"
@@ -98,7 +100,7 @@ def reviewed(folder, tmp_path_factory):
                 break
             page.evaluate("new Promise(r => setTimeout(r, 50))")
     return {"run": run, "out": out, "data": data, "progress": progress, "csv": target,
-            "after_reload": after_reload}
+            "after_reload": after_reload, "address": address}
 
 
 def test_the_page_lists_the_most_suspicious_images(reviewed):
@@ -122,6 +124,49 @@ def test_keys_make_the_expected_corrections(reviewed):
     verdicts = [r for r in expected if r["decision"] in ("accept", "keep", "relabel")]
     wrong = sum(r["label"] != r["given_label"] for r in verdicts)
     assert reviewed["progress"].startswith(f"5 reviewed of 8 \u2014 {wrong} of {len(verdicts)}")
+
+
+def test_the_address_alone_restores_the_decisions(reviewed, tmp_path):
+    """Chromium sometimes reloads a file:// page with an empty localStorage: the page's address
+    keeps the decisions too. A browser with a new profile (no storage at all) given only the
+    address must show them; an address for other labels, or entries that do not fit the page,
+    are ignored."""
+    uri, key, items = (reviewed["run"] / "review.html").as_uri(), reviewed["data"]["key"], \
+        reviewed["data"]["items"]
+    export = "window.promixReview.exportCsv()"
+    with Browser(uri + reviewed["address"], tmp_path / "fresh") as page:
+        assert page.evaluate(export) == reviewed["csv"].read_text()
+    first, second = items[0]["i"], items[1]["i"]
+    absent = max(it["i"] for it in items) + 1
+    with Browser(uri + f"?1#review=other&d={first}:keep:0", tmp_path / "other") as page:
+        assert page.evaluate(export).count("\n") == 1  # header only: not this page's labels
+        page.goto(uri + f"?2#review={quote(key, safe='')}&d={first}:relabel:2,{second}:keep:9,"
+                  f"{absent}:keep:0,{second}:oops:1")
+        got = page.evaluate(export).splitlines()[1:]
+    assert [line.split(",")[1:] for line in got] == [
+        [str(first), CLASSES[items[0]["given"]], "relabel", CLASSES[2]]]
+
+
+def test_served_page_reopened_without_its_address_keeps_the_decisions(reviewed, tmp_path):
+    """Over `--serve` (http) the page opened again, without the address, reads localStorage."""
+    import functools
+    import http.server
+    import threading
+
+    from promix.review.serve import ReviewHandler
+
+    handler = functools.partial(ReviewHandler, directory=str(reviewed["run"]))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/review.html"
+        with Browser(url, tmp_path) as page:
+            for key in ("a", "k"):
+                page.press(key)
+            decided = page.evaluate("window.promixReview.exportCsv()")
+            page.goto(url + "?again")
+            assert page.evaluate("window.promixReview.exportCsv()") == decided
+            assert decided.count("\n") == 3  # the header and two decisions
+        server.shutdown()
 
 
 def test_corrections_feed_the_next_run(reviewed, folder):

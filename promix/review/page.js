@@ -5,16 +5,47 @@
   var D = JSON.parse(document.getElementById("review-data").textContent);
   var KEY = "promix-review:" + D.key;
   var C = D.classes, items = D.items;
+  var DECISIONS = ["accept", "keep", "relabel", "invalid", "unsure"];
   var decisions = load();  // sample index -> {decision, label (class id or -1)}
   var view = [];  // positions in items that pass the filters
   var cur = 0;  // position in view
   var filters = {cls: "", pair: "", show: "all"};
 
+  // Decisions are kept twice: in localStorage, which outlives the tab, and in the page's own
+  // address (#review=key&d=index:decision:label,...), which a reload keeps. The second copy is
+  // there because Chromium sometimes opens a file:// page with an empty localStorage after a
+  // reload (seen in Chromium 156); the address is this tab's latest state, so it wins.
   function load() {
+    var fromAddress = parseAddress(location.hash);
+    if (fromAddress) {
+      try { localStorage.setItem(KEY, JSON.stringify(fromAddress)); } catch (e) { /* none */ }
+      return fromAddress;
+    }
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
   }
   function save() {
     try { localStorage.setItem(KEY, JSON.stringify(decisions)); } catch (e) { /* private mode */ }
+    try { history.replaceState(null, "", "#" + addressOf(decisions)); } catch (e) { /* none */ }
+  }
+  function addressOf(ds) {
+    var parts = Object.keys(ds).map(function (i) {
+      return i + ":" + ds[i].decision + ":" + ds[i].label;
+    });
+    return "review=" + encodeURIComponent(D.key) + "&d=" + parts.join(",");
+  }
+  function parseAddress(hash) {  // null unless the address holds this page's own decisions
+    var m = /^#review=([^&]*)&d=(.*)$/.exec(hash || "");
+    if (!m || decodeURIComponent(m[1]) !== D.key) { return null; }
+    var known = {}, out = {};
+    items.forEach(function (it) { known[it.i] = true; });
+    m[2].split(",").forEach(function (part) {
+      var f = part.split(":"), label = +f[2];
+      if (f.length === 3 && known[f[0]] && DECISIONS.indexOf(f[1]) >= 0 &&
+          label === Math.floor(label) && label >= -1 && label < C.length) {
+        out[f[0]] = {decision: f[1], label: label};
+      }
+    });
+    return out;
   }
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -240,6 +271,7 @@
     "; c: any class) \u00b7 x not a valid image \u00b7 u unsure \u00b7 \u2192 / n / j next \u00b7 \u2190 / p previous" +
     " \u00b7 Backspace clear \u00b7 e export. Decisions are kept in this browser until you export." +
     (D.note ? " No thumbnails: " + D.note + "." : "");
+  if (Object.keys(decisions).length) { save(); }  // a reload now keeps them, whatever the storage
   buildFilters();
   applyFilters(false);
   render();
