@@ -3,9 +3,11 @@ with real key presses in headless Chromium, corrections.csv downloaded, a second
 with --corrections: labels replaced, verified samples never flagged, the invalid image
 dropped, the corrections recorded in the run directory."""
 
+import contextlib
 import csv
 import hashlib
 import json
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +17,7 @@ from cdp import Browser
 from PIL import Image
 
 from promix.cli import main
+from promix.review.serve import review_server
 from promix.runs import load_tensors
 
 CLASSES = ["blue", "green", "red"]
@@ -45,6 +48,17 @@ def train(folder, out, name, *extra):
     assert main(["train", "--data", str(folder), f"--out_dir={out}", f"--run.name={name}",
                  f"--cache_dir={out / 'cache'}", *TINY, *extra]) == 0
     return out / name
+
+
+@contextlib.contextmanager
+def served(run_dir):
+    """`promix review --serve`'s server on a free loopback port, in a thread: its root URL."""
+    with review_server(run_dir, port=0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
 
 
 def rows(path):
@@ -149,16 +163,8 @@ def test_the_address_alone_restores_the_decisions(reviewed, tmp_path):
 
 def test_served_page_reopened_without_its_address_keeps_the_decisions(reviewed, tmp_path):
     """Over `--serve` (http) the page opened again, without the address, reads localStorage."""
-    import functools
-    import http.server
-    import threading
-
-    from promix.review.serve import ReviewHandler
-
-    handler = functools.partial(ReviewHandler, directory=str(reviewed["run"]))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/review.html"
+    with served(reviewed["run"]) as root:
+        url = root + "review.html"
         with Browser(url, tmp_path) as page:
             for key in ("a", "k"):
                 page.press(key)
@@ -166,7 +172,6 @@ def test_served_page_reopened_without_its_address_keeps_the_decisions(reviewed, 
             page.goto(url + "?again")
             assert page.evaluate("window.promixReview.exportCsv()") == decided
             assert decided.count("\n") == 3  # the header and two decisions
-        server.shutdown()
 
 
 def test_corrections_feed_the_next_run(reviewed, folder):
@@ -257,21 +262,13 @@ def test_filters_narrow_the_list(reviewed, tmp_path):
 
 
 def test_serve_saves_the_export_in_the_run_dir(reviewed, tmp_path):
-    import functools
-    import http.server
-    import threading
     import urllib.error
     import urllib.request
-
-    from promix.review.serve import ReviewHandler
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "review.html").write_text("<html>page</html>")
-    handler = functools.partial(ReviewHandler, directory=str(run))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
+    with served(run) as url:
         assert urllib.request.urlopen(url).read() == b"<html>page</html>"
         text = reviewed["csv"].read_bytes()
         request = urllib.request.Request(url + "corrections.csv", data=text, method="POST")
@@ -280,7 +277,6 @@ def test_serve_saves_the_export_in_the_run_dir(reviewed, tmp_path):
         bad = urllib.request.Request(url + "corrections.csv", data=b"rm -rf", method="POST")
         with pytest.raises(urllib.error.HTTPError, match="400"):
             urllib.request.urlopen(bad)
-        server.shutdown()
 
 
 def test_measured_precision_on_the_verified_images(reviewed, capsys):

@@ -6,7 +6,8 @@
   var KEY = "promix-review:" + D.key;
   var C = D.classes, items = D.items;
   var DECISIONS = ["accept", "keep", "relabel", "invalid", "unsure"];
-  var decisions = load();  // sample index -> {decision, label (class id or -1)}
+  var fromAddress = parseAddress(location.hash);
+  var decisions = fromAddress || stored();  // sample index -> {decision, label (class id or -1)}
   var view = [];  // positions in items that pass the filters
   var cur = 0;  // position in view
   var filters = {cls: "", pair: "", show: "all"};
@@ -15,12 +16,7 @@
   // address (#review=key&d=index:decision:label,...), which a reload keeps. The second copy is
   // there because Chromium sometimes opens a file:// page with an empty localStorage after a
   // reload (seen in Chromium 156); the address is this tab's latest state, so it wins.
-  function load() {
-    var fromAddress = parseAddress(location.hash);
-    if (fromAddress) {
-      try { localStorage.setItem(KEY, JSON.stringify(fromAddress)); } catch (e) { /* none */ }
-      return fromAddress;
-    }
+  function stored() {
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
   }
   function save() {
@@ -271,7 +267,7 @@
     "; c: any class) \u00b7 x not a valid image \u00b7 u unsure \u00b7 \u2192 / n / j next \u00b7 \u2190 / p previous" +
     " \u00b7 Backspace clear \u00b7 e export. Decisions are kept in this browser until you export." +
     (D.note ? " No thumbnails: " + D.note + "." : "");
-  if (Object.keys(decisions).length) { save(); }  // a reload now keeps them, whatever the storage
+  if (fromAddress || Object.keys(decisions).length) { save(); }  // both copies hold them now
   buildFilters();
   applyFilters(false);
   render();

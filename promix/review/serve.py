@@ -35,10 +35,15 @@ class ReviewHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
 
 
+def review_server(run_dir: Path, port: int = 8765) -> http.server.ThreadingHTTPServer:
+    """The server `--serve` runs, bound to loopback (port 0: any free port)."""
+    handler = functools.partial(ReviewHandler, directory=str(run_dir))
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
 def serve(run_dir: Path, *, port: int = 8765) -> None:
     """Serve until Ctrl-C."""
-    handler = functools.partial(ReviewHandler, directory=str(run_dir))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+    with review_server(run_dir, port) as server:
         print(f"review page: http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C to stop; "
               f"exports are saved as {Path(run_dir) / 'corrections.csv'})")
         try:
